@@ -1,0 +1,33 @@
+"""The ``triton`` backend: the fast path on GPUs without FP4 tensor cores (SM80+).
+
+This module only declares what the backend needs; kernels live in submodules imported on first
+use, so ``import nvfp4_kernels`` never imports Triton.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+OPS = frozenset()  # filled in as the kernels land
+
+
+def why_unavailable(device: torch.device) -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "triton backend needs the triton package (pip install triton)"
+    if device.type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return None
+        return "triton backend runs on CPU tensors only under TRITON_INTERPRET=1 (tests)"
+    if device.type != "cuda":
+        return f"triton backend needs a CUDA tensor, got {device.type}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        return f"triton backend needs SM80+, this GPU is SM{major}{minor}"
+    return None
+
+
+def get(op: str):
+    raise NotImplementedError(op)
