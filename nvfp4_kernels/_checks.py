@@ -13,6 +13,7 @@ FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 OUT_DTYPES = (torch.bfloat16, torch.float16)
 DEQUANT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 SCALE_LAYOUTS = ("swizzled", "linear")
+# e4m3 data may arrive as raw bytes (uint8 views), as vLLM stores some caches and scales.
 FP8_STORAGE = (torch.float8_e4m3fn, torch.uint8)
 
 
@@ -68,7 +69,7 @@ def out_dtype(name: str, dtype, options=OUT_DTYPES) -> None:
 def scale_shape(name: str, scale: torch.Tensor, rows: int, cols: int, layout: str) -> None:
     """Block scales for a [rows, cols] matrix (cols = K, logical) in `layout`."""
     from nvfp4_kernels.reference import BLOCK, swizzled_shape
-    tensor(name, scale, dtypes=(torch.float8_e4m3fn,))
+    tensor(name, scale, dtypes=FP8_STORAGE)
     if layout == "swizzled":
         rp, cp = swizzled_shape(rows, cols // BLOCK)
         if scale.numel() != rp * cp:

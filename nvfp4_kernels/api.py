@@ -5,6 +5,8 @@ Leading dims are flattened here so that ops and kernels only ever see 2-D contig
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nvfp4_kernels import _checks as check
@@ -40,8 +42,9 @@ def quantize(x: torch.Tensor, global_scale=None, *, scale_layout: str = "swizzle
     cols = x.shape[-1]
     check.multiple_of("x", cols, BLOCK, f"the last dim (shape {tuple(x.shape)})")
     gs = ref.global_scale(x) if global_scale is None else _as_global_scale(global_scale, x.device)
-    data, scale = torch.ops.nvfp4.quantize(x.reshape(-1, cols), gs, scale_layout, backend)
     lead = x.shape[:-1]
+    data, scale = torch.ops.nvfp4.quantize(x.reshape(math.prod(lead), cols), gs, scale_layout,
+                                           backend)
     data = data.reshape(*lead, cols // 2)
     if scale_layout == "linear":
         scale = scale.reshape(*lead, cols // BLOCK)
@@ -103,6 +106,6 @@ def gemm(a, b: NVFP4, *, out_dtype: torch.dtype | None = None, bias: torch.Tenso
             raise ValueError(f"a: expected at least 1 dim, got {check.describe(a)}")
         lead = a.shape[:-1]
         b_alpha = (1.0 / b.global_scale).reshape(1)
-        out = torch.ops.nvfp4.gemm_w4a16(a.reshape(-1, a.shape[-1]), b.data, b.scale, b_alpha,
+        out = torch.ops.nvfp4.gemm_w4a16(a.reshape(math.prod(lead), a.shape[-1]), b.data, b.scale, b_alpha,
                                          b.scale_layout, out_dtype, bias, backend)
     return out.reshape(*lead, n)

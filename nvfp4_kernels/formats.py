@@ -7,6 +7,7 @@ per call, and ``torch.compile(fullgraph=True)`` traces through it (a subclass wo
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -34,7 +35,7 @@ class NVFP4(NamedTuple):
     @property
     def rows(self) -> int:
         """Number of rows once leading dims are flattened."""
-        return self.data.numel() // max(self.data.shape[-1], 1) if self.data.dim() else 0
+        return math.prod(self.shape[:-1])
 
     @property
     def cols(self) -> int:

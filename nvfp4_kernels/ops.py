@@ -186,6 +186,11 @@ def _check_gather_ranges(key_cache, block_table, seq_lens, total_tokens):
 # Real kernels: one dispatcher per op for CPU and CUDA; the registry picks the backend.
 # ---------------------------------------------------------------------------------------------
 
+def _e4m3(t):
+    """Scales given as raw bytes are the same e4m3 values: backends only ever see e4m3."""
+    return t.view(torch.float8_e4m3fn)
+
+
 def _quantize(x, global_scale, scale_layout="swizzled", backend=None):
     _check_quantize(x, global_scale, scale_layout)
     _, impl = registry.choose("quantize", x.device, (x.dtype,), backend)
@@ -196,20 +201,20 @@ def _dequantize(data, scale, global_scale, scale_layout="swizzled", dtype=torch.
                 backend=None):
     _check_dequantize(data, scale, global_scale, scale_layout, dtype)
     _, impl = registry.choose("dequantize", data.device, (dtype,), backend)
-    return impl(data, scale, global_scale, scale_layout, dtype)
+    return impl(data, _e4m3(scale), global_scale, scale_layout, dtype)
 
 
 def _gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias=None, backend=None):
     _check_gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias)
     _, impl = registry.choose("gemm", a.device, (out_dtype,), backend)
-    return impl(a, b, a_scale, b_scale, alpha, out_dtype, bias)
+    return impl(a, b, _e4m3(a_scale), _e4m3(b_scale), alpha, out_dtype, bias)
 
 
 def _gemm_w4a16(a, b, b_scale, b_alpha, scale_layout="swizzled", out_dtype=None, bias=None,
                 backend=None):
     _, _, out_dtype = _check_gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
     _, impl = registry.choose("gemm_w4a16", a.device, (a.dtype, out_dtype), backend)
-    return impl(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
+    return impl(a, b, _e4m3(b_scale), b_alpha, scale_layout, out_dtype, bias)
 
 
 def _kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale,

@@ -72,7 +72,8 @@ def pack_e2m1(codes: torch.Tensor) -> torch.Tensor:
 
 def unpack_e2m1(data: torch.Tensor) -> torch.Tensor:
     """bytes [..., C/2] -> uint8 codes [..., C]."""
-    return torch.stack([data & 0xF, data >> 4], dim=-1).reshape(*data.shape[:-1], -1)
+    codes = torch.stack([data & 0xF, data >> 4], dim=-1)
+    return codes.reshape(*data.shape[:-1], data.shape[-1] * 2)
 
 
 # ---------------------------------------------------------------------------------------------
