@@ -1,0 +1,111 @@
+"""FP8 paged KV cache: write by slot mapping, gather by block table, per-tensor and per-head scales."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfp4_kernels as nk
+from tests.conftest import assert_same_bits
+
+E4M3 = torch.float8_e4m3fn
+
+
+def make_cache(num_blocks, block_size, heads, dim, dtype=E4M3):
+    # Poison: 0x7f is e4m3 NaN, so any slot a write should not touch stays recognisable.
+    return torch.full((num_blocks, block_size, heads, dim), 0x7F, dtype=torch.uint8).view(dtype)
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("cache_dtype", [E4M3, torch.uint8])
+def test_write_stores_satfinite_e4m3_at_slots(per_head, cache_dtype):
+    gen = torch.Generator().manual_seed(1)
+    tokens, heads, dim, block_size = 9, 4, 64, 16
+    key = torch.randn(tokens, heads, dim, generator=gen).bfloat16() * 300
+    value = torch.randn(tokens, heads, dim, generator=gen).bfloat16()
+    k_scale = torch.rand(heads if per_head else 1, generator=gen) + 0.1
+    v_scale = torch.tensor([0.01])
+    kc, vc = make_cache(4, block_size, heads, dim, cache_dtype), make_cache(4, block_size, heads,
+                                                                            dim, cache_dtype)
+    slots = torch.tensor([5, 17, -1, 63, 0, 40, -1, 33, 2])
+    nk.kv_cache.write(key, value, kc, vc, slots, k_scale, v_scale)
+    flat_k = kc.view(E4M3).reshape(-1, heads, dim)
+    flat_v = vc.view(E4M3).reshape(-1, heads, dim)
+    ks = k_scale.reshape(-1, 1)
+    for t, slot in enumerate(slots.tolist()):
+        if slot < 0:
+            continue
+        want_k = torch.clamp(key[t].float() / ks, -448, 448).to(E4M3)
+        want_v = torch.clamp(value[t].float() / 0.01, -448, 448).to(E4M3)
+        assert_same_bits(flat_k[slot], want_k)
+        assert_same_bits(flat_v[slot], want_v)
+    untouched = torch.ones(flat_k.shape[0], dtype=torch.bool)
+    untouched[slots[slots >= 0]] = False
+    assert torch.all(flat_k[untouched].view(torch.uint8) == 0x7F)  # -1 skipped, nothing else hit
+    assert torch.isfinite(flat_k[~untouched].float()).all()  # satfinite: never inf/NaN
+
+
+@pytest.mark.parametrize("head_dim,block_size", [(64, 16), (256, 32), (512, 128)])
+def test_gather_after_write_round_trips(head_dim, block_size):
+    gen = torch.Generator().manual_seed(head_dim + block_size)
+    heads, seq_lens = 2, torch.tensor([3, block_size + 5, 0, 1])
+    blocks_per_seq = 2
+    num_blocks = 16
+    perm = torch.randperm(num_blocks, generator=gen)[:4 * blocks_per_seq]
+    block_table = perm.reshape(4, blocks_per_seq).int()
+    kc, vc = make_cache(num_blocks, block_size, heads, head_dim), \
+        make_cache(num_blocks, block_size, heads, head_dim)
+    k_scale, v_scale = torch.tensor([0.5]), torch.tensor([0.25, 2.0])
+    keys, values = [], []
+    for i, n in enumerate(seq_lens.tolist()):
+        k = torch.randn(n, heads, head_dim, generator=gen)
+        v = torch.randn(n, heads, head_dim, generator=gen)
+        pos = torch.arange(n)
+        slots = block_table[i, pos // block_size].long() * block_size + pos % block_size
+        nk.kv_cache.write(k, v, kc, vc, slots, k_scale, v_scale)
+        keys.append(k)
+        values.append(v)
+    k_out, v_out = nk.kv_cache.gather(kc, vc, block_table, seq_lens, k_scale, v_scale,
+                                      dtype=torch.float32)
+    total = int(seq_lens.sum())
+    assert k_out.shape == (total, heads, head_dim) and v_out.dtype == torch.float32
+    k_all, v_all = torch.cat(keys), torch.cat(values)
+    want_k = torch.clamp(k_all / 0.5, -448, 448).to(E4M3).float() * 0.5
+    vs = v_scale.reshape(-1, 1)
+    want_v = torch.clamp(v_all / vs, -448, 448).to(E4M3).float() * vs
+    assert_same_bits(k_out, want_k)
+    assert_same_bits(v_out, want_v)
+    k_bf16, _ = nk.kv_cache.gather(kc, vc, block_table, seq_lens, k_scale, v_scale,
+                                   total_tokens=total)
+    assert_same_bits(k_bf16, want_k.bfloat16())
+
+
+def test_empty_write_and_gather():
+    kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
+    empty = torch.zeros(0, 1, 64)
+    nk.kv_cache.write(empty, empty, kc, vc, torch.zeros(0, dtype=torch.long), 1.0, 1.0)
+    assert torch.all(kc.view(torch.uint8) == 0x7F)
+    k, v = nk.kv_cache.gather(kc, vc, torch.zeros(0, 1, dtype=torch.int32),
+                              torch.zeros(0, dtype=torch.int32), 1.0, 1.0)
+    assert k.shape == (0, 1, 64) and v.shape == (0, 1, 64)
+
+
+def test_out_of_range_slots_are_refused_before_any_write():
+    kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
+    x = torch.randn(2, 1, 64)
+    for bad in ([0, 32], [-2, 3]):
+        with pytest.raises(ValueError, match="slot_mapping"):
+            nk.kv_cache.write(x, x, kc, vc, torch.tensor(bad), 1.0, 1.0)
+    assert torch.all(kc.view(torch.uint8) == 0x7F)
+
+
+def test_gather_refuses_lengths_and_blocks_out_of_range():
+    kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
+    table = torch.tensor([[0, 1]], dtype=torch.int32)
+    with pytest.raises(ValueError, match="seq_lens"):
+        nk.kv_cache.gather(kc, vc, table, torch.tensor([33]), 1.0, 1.0)
+    with pytest.raises(ValueError, match="block_table"):
+        nk.kv_cache.gather(kc, vc, torch.tensor([[0, 5]], dtype=torch.int32), torch.tensor([20]),
+                           1.0, 1.0)
+    with pytest.raises(ValueError, match="total_tokens"):
+        nk.kv_cache.gather(kc, vc, table, torch.tensor([20]), 1.0, 1.0, total_tokens=3)
