@@ -1,0 +1,121 @@
+"""Bit-level helpers shared by the Triton kernels (``@triton.jit`` device functions).
+
+Everything here is exact: rounding is done with integer arithmetic on IEEE bit patterns or with
+single IEEE float32 operations, so the results match ``nvfp4_kernels.reference`` bit for bit on
+any GPU and under the interpreter, without relying on how a Triton version lowers fp8 casts.
+"""
+
+import triton
+import triton.language as tl
+
+# 2**14: an E2M1 nibble moved into fp16 bit positions (see e2m1_pair_fp16) reads as lut * 2**-14.
+FP16_FOLD = 16384.0
+
+
+@triton.jit
+def e2m1_rne(v):
+    """float32 values -> E2M1 codes (int32 0..15), as reference.e2m1_rne(clamp(v, -6, 6)).
+
+    Magnitudes >= 1 are rounded by adding a round-half-even bias to the float32 bits and
+    keeping the exponent and the top mantissa bit (codes 2..7 are exactly those 3 bits minus
+    the bias 252); the two sub-1 boundaries (0.25 -> 0, 0.75 -> 1.0) are compares. No clamp is
+    needed: anything >= 6 saturates through the min, and NaN falls to code 0 like the reference.
+    """
+    a = tl.abs(v)
+    b = a.to(tl.int32, bitcast=True)
+    big = ((b + 0x1FFFFF + ((b >> 22) & 1)) >> 22) - 252
+    big = tl.minimum(big, 7)
+    small = (a > 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32)
+    mag = tl.where(a >= 1.0, big, small)
+    return mag | tl.where(v < 0, 8, 0)
+
+
+@triton.jit
+def e4m3_rne(v):
+    """float32 in [-448, 448] -> (e4m3 byte as int32, the rounded value as float32).
+
+    Normals: round the float32 bits to 3 mantissa bits (half to even) and rebias the exponent
+    (127 -> 7). Subnormals (|v| < 2**-6): one IEEE add of 2**14 puts the e4m3 subnormal step
+    2**-9 at float32's last mantissa place, so the hardware add does the rounding. The sign is
+    taken from the bits, so -0 and tiny negatives give 0x80 as torch's cast does.
+    """
+    a = tl.abs(v)
+    b = a.to(tl.int32, bitcast=True)
+    rounded = (b + 0x7FFFF + ((b >> 20) & 1)) & -1048576  # clear the 20 dropped bits
+    normal_code = (rounded >> 20) - (120 << 3)
+    normal_val = rounded.to(tl.float32, bitcast=True)
+    shifted = a + 16384.0
+    sub_code = shifted.to(tl.int32, bitcast=True) - 0x46800000  # bits of 2**14
+    sub_val = shifted - 16384.0
+    is_sub = a < 0.015625
+    code = tl.where(is_sub, sub_code, normal_code)
+    val = tl.where(is_sub, sub_val, normal_val)
+    neg = v.to(tl.int32, bitcast=True) < 0
+    return code | tl.where(neg, 0x80, 0), tl.where(neg, -val, val)
+
+
+@triton.jit
+def e4m3_to_fp16(code):
+    """e4m3 bytes (uint8) -> their exact value as fp16.
+
+    The e4m3 sign/exponent/mantissa moved into fp16 positions read as value * 2**-8 (bias 15
+    vs 7), subnormals included; one fp16 multiply by 256 restores the value exactly.
+    """
+    c = code.to(tl.int16)
+    bits = ((c & 0x80) << 8) | ((c & 0x7F) << 7)
+    return bits.to(tl.float16, bitcast=True) * 256.0
+
+
+@triton.jit
+def e4m3_to_fp32(code):
+    """e4m3 bytes (uint8) -> their exact value as float32 (for the KV cache, scales, ...)."""
+    return e4m3_to_fp16(code).to(tl.float32)
+
+
+@triton.jit
+def e2m1_pair_fp16(byte):
+    """Packed bytes (uint8 [R, C]) -> (low-nibble, high-nibble) values as fp16 times 2**-14.
+
+    Each nibble's sign goes to bit 15 and its 3 exponent/mantissa bits to bits 11..9, straight
+    from the whole byte with two shifts and masks per value (no nibble extraction, no table):
+    an fp16 with exponent field e in {0..3} and top mantissa bit m is exactly the E2M1 value
+    times 2**-14, subnormal codes (0, 0.5) included. The 2**-14 is folded into the epilogue.
+    """
+    b = byte.to(tl.int16)
+    lo = ((b << 12) & -32768) | ((b << 9) & 0x0E00)
+    hi = ((b << 8) & -32768) | ((b << 5) & 0x0E00)
+    return lo.to(tl.float16, bitcast=True), hi.to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def decode_tile(packed, scale_code, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """packed uint8 [ROWS, COLS/2] + e4m3 scale bytes [ROWS, COLS/16] -> fp16 [ROWS, COLS]
+    holding lut[q] * s * 2**-14 exactly (smallest product 2**-24 is fp16's smallest subnormal,
+    largest 2688 * 2**-14; every product has at most 6 significant bits)."""
+    lo, hi = e2m1_pair_fp16(packed)
+    w = tl.reshape(tl.join(lo, hi), [ROWS, COLS // 16, 16])
+    s = e4m3_to_fp16(scale_code)
+    return tl.reshape(w * s[:, :, None], [ROWS, COLS])
+
+
+@triton.jit
+def swizzled_offset(r, c, padded_cols_div4):
+    """Byte offset of scale (r, c) in the 128x4 swizzled layout (DESIGN §2)."""
+    return (((r // 128) * padded_cols_div4 + c // 4) * 512 + (r % 32) * 16
+            + ((r // 32) % 4) * 4 + c % 4)
+
+
+@triton.jit
+def cast_out(x, dtype: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+    """float32 -> dtype, round to nearest even.
+
+    The interpreter's float32 -> bf16 cast rounds half up on the dropped bits (not RNE), so under
+    TRITON_INTERPRET the launchers set BF16_BY_BITS and the rounding is done on the bits here;
+    on a GPU the native conversion (cvt.rn) is used.
+    """
+    if BF16_BY_BITS and dtype == tl.bfloat16:
+        b = x.to(tl.int32, bitcast=True)
+        r = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+        return r.to(tl.int16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(dtype)

@@ -1,0 +1,155 @@
+"""NVFP4 quantize and dequantize kernels (bit-exact with ``nvfp4_kernels.reference``).
+
+One program handles BLOCK_R rows x BLOCK_S scale blocks (BLOCK_S * 16 elements per row). For the
+swizzled layout the grid covers the zero-padded scale matrix [ceil128(R), ceil4(C/16)]: padding
+positions load zeros, whose block amax is 0, so the same code writes their zero scales and no
+separate memset is launched.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
+from nvfp4_kernels.reference import BLOCK, swizzled_shape
+
+# Tile sizes: a [32, 8*16] fp32 tile is 4096 elements, 32 per thread at 4 warps. Quantize and
+# dequantize are memory-bound; this only needs to be large enough for 16-byte loads per thread
+# and enough programs in flight. The interpreter runs far faster with fewer, larger programs.
+_BLOCK_R = 32
+_BLOCK_S = 8
+
+
+@triton.jit
+def _quantize_kernel(x_ptr, gs_ptr, data_ptr, scale_ptr, R, C, SROWS, SCOLS, SCP4,
+                     BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, SWIZZLED: tl.constexpr):
+    pid_r = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = pid_c * (BLOCK_S * 16) + tl.arange(0, BLOCK_S * 16)
+    rows64 = rows.to(tl.int64)
+    mask = (rows < R)[:, None] & (cols < C)[None, :]
+    x = tl.load(x_ptr + rows64[:, None] * C + cols[None, :], mask=mask, other=0.0)
+    x = tl.reshape(x.to(tl.float32), [BLOCK_R, BLOCK_S, 16])
+
+    # s = e4m3(min(gs * (amax * (1/6)), 448)): same float32 operations, same order.
+    gs = tl.load(gs_ptr)
+    amax = tl.max(tl.abs(x), axis=2)
+    s_code, s32 = _bits.e4m3_rne(tl.minimum(gs * (amax * 0.16666666666666666), 448.0))
+    # inv = 0 if s == 0 else 1 / (s * (1/gs)), IEEE divisions.
+    inv_gs = tl.math.div_rn(tl.full([], 1.0, tl.float32), gs)
+    denom = s32 * inv_gs
+    inv = tl.where(s32 == 0.0, 0.0,
+                   tl.math.div_rn(tl.full(denom.shape, 1.0, tl.float32),
+                                  tl.where(s32 == 0.0, 1.0, denom)))
+    codes = _bits.e2m1_rne(x * inv[:, :, None])
+    lo, hi = tl.split(tl.reshape(codes, [BLOCK_R, BLOCK_S * 8, 2]))
+    packed = (lo | (hi << 4)).to(tl.uint8)
+    pcols = pid_c * (BLOCK_S * 8) + tl.arange(0, BLOCK_S * 8)
+    pmask = (rows < R)[:, None] & (pcols < C // 2)[None, :]
+    tl.store(data_ptr + rows64[:, None] * (C // 2) + pcols[None, :], packed, mask=pmask)
+
+    scols = pid_c * BLOCK_S + tl.arange(0, BLOCK_S)
+    smask = (rows < SROWS)[:, None] & (scols < SCOLS)[None, :]
+    if SWIZZLED:
+        soff = _bits.swizzled_offset(rows64[:, None], scols[None, :], SCP4)
+    else:
+        soff = rows64[:, None] * SCOLS + scols[None, :]
+    tl.store(scale_ptr + soff, s_code.to(tl.uint8), mask=smask)
+
+
+@triton.jit
+def _dequantize_kernel(data_ptr, scale_ptr, gs_ptr, out_ptr, R, C, SCP4,
+                       BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, SWIZZLED: tl.constexpr,
+                       BF16_BY_BITS: tl.constexpr):
+    pid_r = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows64 = rows.to(tl.int64)
+    pcols = pid_c * (BLOCK_S * 8) + tl.arange(0, BLOCK_S * 8)
+    scols = pid_c * BLOCK_S + tl.arange(0, BLOCK_S)
+    rmask = (rows < R)[:, None]
+    packed = tl.load(data_ptr + rows64[:, None] * (C // 2) + pcols[None, :],
+                     mask=rmask & (pcols < C // 2)[None, :], other=0)
+    if SWIZZLED:
+        soff = _bits.swizzled_offset(rows64[:, None], scols[None, :], SCP4)
+    else:
+        soff = rows64[:, None] * (C // 16) + scols[None, :]
+    s = tl.load(scale_ptr + soff, mask=rmask & (scols < C // 16)[None, :], other=0)
+    # lut * s is exact in the fp16 tile (times 2**-14); back to float32 and undo the fold exactly.
+    prod = _bits.decode_tile(packed, s, BLOCK_R, BLOCK_S * 16).to(tl.float32) * _bits.FP16_FOLD
+    gs = tl.load(gs_ptr)
+    val = tl.math.div_rn(prod, tl.zeros_like(prod) + gs)
+    cols = pid_c * (BLOCK_S * 16) + tl.arange(0, BLOCK_S * 16)
+    tl.store(out_ptr + rows64[:, None] * C + cols[None, :], _bits.cast_out(val, out_ptr.dtype.element_ty, BF16_BY_BITS),
+             mask=rmask & (cols < C)[None, :])
+
+
+@triton.jit
+def _amax_kernel(x_ptr, amax_ptr, numel, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32)
+    # |x| >= 0, so the float max equals the max of the bit patterns read as int32.
+    tl.atomic_max(amax_ptr, tl.max(tl.abs(x), axis=0).to(tl.int32, bitcast=True))
+
+
+def amax(x: torch.Tensor) -> torch.Tensor:
+    """max |x| as a 0-dim float32 tensor, one kernel and no host sync."""
+    flat = x.reshape(-1)
+    out = torch.zeros((), dtype=torch.int32, device=x.device)
+    block = 4096
+    if flat.numel():
+        _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(), BLOCK=block)
+    return out.view(torch.float32)
+
+
+def global_scale(x: torch.Tensor) -> torch.Tensor:
+    """448*6/amax(|x|) (1.0 when all zero), as reference.global_scale, amax on the device."""
+    a = amax(x)
+    gs = torch.tensor(448.0 * 6.0, dtype=torch.float32, device=x.device) / a
+    return torch.where(a == 0, torch.ones_like(gs), gs)
+
+
+def quantize(x, global_scale, scale_layout, *, out=None):
+    """x [R, C] -> (data u8 [R, C/2], scale e4m3 linear [R, C/16] or swizzled padded).
+
+    out: optional (data, scale) tensors to write into (tests pass NaN-poisoned ones)."""
+    rows, cols = x.shape
+    swizzled = scale_layout == "swizzled"
+    srows, scols = swizzled_shape(rows, cols // BLOCK) if swizzled else (rows, cols // BLOCK)
+    if out is None:
+        data = torch.empty((rows, cols // 2), dtype=torch.uint8, device=x.device)
+        scale = torch.empty((srows, scols), dtype=torch.float8_e4m3fn, device=x.device)
+    else:
+        data, scale = out
+    gs = global_scale.reshape(1).float()
+    grid = (triton.cdiv(srows, _BLOCK_R), triton.cdiv(scols, _BLOCK_S))
+    if grid[0] and grid[1]:
+        with grid_device(x):
+            _quantize_kernel[grid](x, gs, data, scale.view(torch.uint8), rows, cols, srows,
+                                   scols, scols // 4 if swizzled else 0, BLOCK_R=_BLOCK_R,
+                                   BLOCK_S=_BLOCK_S, SWIZZLED=swizzled, num_warps=4)
+    return data, scale
+
+
+def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None):
+    """(data, scale) -> lut[q] * s / gs in float32, cast to dtype; bit-exact."""
+    rows, cols = data.shape[0], data.shape[1] * 2
+    swizzled = scale_layout == "swizzled"
+    if out is None:
+        out = torch.empty((rows, cols), dtype=dtype, device=data.device)
+    scp4 = swizzled_shape(rows, cols // BLOCK)[1] // 4
+    grid = (triton.cdiv(rows, _BLOCK_R), triton.cdiv(cols // BLOCK, _BLOCK_S))
+    if grid[0] and grid[1]:
+        with grid_device(data):
+            _dequantize_kernel[grid](data, scale.view(torch.uint8),
+                                     global_scale.reshape(1).float(), out, rows, cols, scp4,
+                                     BLOCK_R=_BLOCK_R, BLOCK_S=_BLOCK_S, SWIZZLED=swizzled,
+                                     BF16_BY_BITS=interpreting(), num_warps=4)
+    return out
+
+
+__all__ = ["amax", "dequantize", "global_scale", "quantize"]
