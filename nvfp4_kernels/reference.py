@@ -2,13 +2,15 @@
 
 Every other backend is tested bit for bit (quantize, dequantize, KV cache) or against the accuracy
 bar (GEMM) with these functions, so they favour obviousness over speed. They run on any device,
-CPU included, and take 2-D inputs (the public API flattens leading dimensions first).
+CPU included, and quantize along the last dim of inputs with any leading dims.
 
 Order of float32 operations matters for bit-exactness; each step below is one IEEE float32
 operation in the order DESIGN §2 gives, and must stay that way.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -49,7 +51,7 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
 
 def block_scales(x: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
     """e4m3 scale of every 16-element block of the last dim: e4m3(min(gs*(amax*(1/6)), 448))."""
-    rows, cols = x.shape
+    rows, cols = x.shape  # 2-D; quantize() flattens leading dims
     amax = x.float().abs().reshape(rows, cols // BLOCK, BLOCK).amax(-1)
     sixth = torch.tensor(1.0 / 6.0, dtype=torch.float32)  # the float32 constant 1/6
     s = gs.float() * (amax * sixth.to(x.device))
@@ -112,8 +114,13 @@ def unswizzle_scales(scale: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 def quantize(x: torch.Tensor, gs: torch.Tensor | None = None, scale_layout: str = "swizzled"):
-    """x [R, C] (bf16/fp16/fp32) -> (data u8 [R, C/2], scale e4m3, gs f32 0-dim)."""
-    rows, cols = x.shape
+    """x (..., C) bf16/fp16/fp32 -> (data u8 (..., C/2), scale e4m3, gs f32 0-dim).
+
+    Linear scales are (..., C/16); swizzled scales cover the flattened rows, [ceil128(R), ...].
+    """
+    lead, cols = x.shape[:-1], x.shape[-1]
+    rows = math.prod(lead)
+    x = x.reshape(rows, cols)
     gs = global_scale(x) if gs is None else gs.reshape(()).float()
     s = block_scales(x, gs)
     s32 = s.float()
@@ -121,8 +128,8 @@ def quantize(x: torch.Tensor, gs: torch.Tensor | None = None, scale_layout: str 
     inv = torch.where(s32 == 0, torch.zeros_like(s32), 1.0 / (s32 * inv_gs))
     v = x.float().reshape(rows, cols // BLOCK, BLOCK) * inv.unsqueeze(-1)
     codes = e2m1_rne(torch.clamp(v, -E2M1_MAX, E2M1_MAX)).reshape(rows, cols)
-    scale = swizzle_scales(s) if scale_layout == "swizzled" else s
-    return pack_e2m1(codes), scale, gs
+    scale = swizzle_scales(s) if scale_layout == "swizzled" else s.reshape(*lead, cols // BLOCK)
+    return pack_e2m1(codes).reshape(*lead, cols // 2), scale, gs
 
 
 def linear_scales(scale: torch.Tensor, scale_layout: str, rows: int, cols: int) -> torch.Tensor:
@@ -134,16 +141,19 @@ def linear_scales(scale: torch.Tensor, scale_layout: str, rows: int, cols: int) 
 
 def dequantize_unscaled(data: torch.Tensor, scale: torch.Tensor, scale_layout: str,
                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """lut[q] * s without the global scale, in `dtype` (exact in float32 and float64)."""
-    rows, cols = data.shape[0], data.shape[1] * 2
+    """lut[q] * s without the global scale, as a 2-D [R, C] matrix in `dtype` (exact in float32
+    and float64); data may have leading dims, which are flattened into R."""
+    cols = data.shape[-1] * 2
+    rows = math.prod(data.shape[:-1])
     s = linear_scales(scale, scale_layout, rows, cols).to(dtype)
-    vals = e2m1_lut(data.device, dtype)[unpack_e2m1(data).long()]
+    vals = e2m1_lut(data.device, dtype)[unpack_e2m1(data.reshape(rows, cols // 2)).long()]
     return (vals.reshape(rows, cols // BLOCK, BLOCK) * s.unsqueeze(-1)).reshape(rows, cols)
 
 
 def dequantize(data, scale, gs, scale_layout: str = "swizzled", dtype=torch.bfloat16):
-    """x_hat = lut[q] * float(s) / gs in float32, then cast to dtype."""
-    return (dequantize_unscaled(data, scale, scale_layout) / gs.float()).to(dtype)
+    """x_hat = lut[q] * float(s) / gs in float32, then cast to dtype; shape (..., C)."""
+    out = (dequantize_unscaled(data, scale, scale_layout) / gs.float()).to(dtype)
+    return out.reshape(*data.shape[:-1], data.shape[-1] * 2)
 
 
 # ---------------------------------------------------------------------------------------------

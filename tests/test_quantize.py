@@ -215,3 +215,15 @@ def test_global_scale_formula():
     x = torch.tensor([[0.5, -3.0, 2.0]])
     assert nk.global_scale(x).item() == np.float32(2688.0) / np.float32(3.0)
     assert nk.global_scale(torch.zeros(4)).item() == 1.0
+
+
+def test_reference_takes_leading_dims_directly():
+    x = torch.randn(2, 3, 48, dtype=torch.float16)
+    data, scale, gs = ref.quantize(x, scale_layout="linear")
+    assert data.shape == (2, 3, 24) and scale.shape == (2, 3, 3)
+    flat_data, flat_scale, _ = ref.quantize(x.reshape(6, 48), scale_layout="linear")
+    assert torch.equal(data.reshape(6, 24), flat_data)
+    back = ref.dequantize(data, scale, gs, "linear", torch.float32)
+    assert back.shape == x.shape
+    assert_same_bits(back.reshape(6, 48), ref.dequantize(flat_data, flat_scale, gs, "linear",
+                                                         torch.float32))
