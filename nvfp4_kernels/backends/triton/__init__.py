@@ -6,12 +6,24 @@ use, so ``import nvfp4_kernels`` never imports Triton.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 
 import torch
 
-OPS = frozenset()  # filled in as the kernels land
+OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
+                 "kv_cache_gather"})
+
+# op -> (submodule, function); submodules import triton, so they load on first use only.
+_IMPLS = {
+    "quantize": ("quantize", "quantize"),
+    "dequantize": ("quantize", "dequantize"),
+    "gemm": ("gemm", "gemm"),
+    "gemm_w4a16": ("gemm", "gemm_w4a16"),
+    "kv_cache_write": ("kv_cache", "kv_cache_write"),
+    "kv_cache_gather": ("kv_cache", "kv_cache_gather"),
+}
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -30,4 +42,5 @@ def why_unavailable(device: torch.device) -> str | None:
 
 
 def get(op: str):
-    raise NotImplementedError(op)
+    module, name = _IMPLS[op]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,0 +1,140 @@
+"""FP8 (e4m3) paged KV cache: write (quantize + scatter) and gather (gather + dequantize).
+
+Cache layout [num_blocks, block_size, heads, head_dim] is contiguous, so slot s (= block *
+block_size + offset) starts at element s * heads * head_dim: no block/offset split is needed on
+the write side. One program moves one token x BLOCK_H heads for both K and V. The e4m3 rounding
+is done on float32 bits (``_bits.e4m3_rne``), so the bytes are the reference's on any GPU, and
+caches stored as uint8 or float8_e4m3fn are both written through a uint8 view.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
+
+_TILE = 4096  # elements per program per tensor: 32 per thread at 4 warps
+
+
+def _blocks(heads: int, dim: int) -> tuple[int, int]:
+    block_d = triton.next_power_of_2(dim)
+    block_h = max(1, min(triton.next_power_of_2(heads), _TILE // block_d))
+    return block_h, block_d
+
+
+@triton.jit
+def _quant_store(src_ptr, cache_ptr, scale_ptr, t, slot, heads, dims, mask, H, D,
+                 PER_HEAD: tl.constexpr):
+    x = tl.load(src_ptr + t * H * D + heads[:, None] * D + dims[None, :], mask=mask, other=0.0)
+    if PER_HEAD:
+        scale = tl.load(scale_ptr + heads, mask=heads < H, other=1.0)[:, None]
+    else:
+        scale = tl.load(scale_ptr)
+    v = tl.math.div_rn(x.to(tl.float32), tl.zeros_like(x.to(tl.float32)) + scale)
+    code, _ = _bits.e4m3_rne(tl.minimum(tl.maximum(v, -448.0), 448.0))
+    tl.store(cache_ptr + slot * H * D + heads[:, None] * D + dims[None, :], code.to(tl.uint8),
+             mask=mask)
+
+
+@triton.jit
+def _kv_write_kernel(key_ptr, value_ptr, kc_ptr, vc_ptr, slot_ptr, ks_ptr, vs_ptr, H, D,
+                     K_PER_HEAD: tl.constexpr, V_PER_HEAD: tl.constexpr,
+                     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
+    t = tl.program_id(0).to(tl.int64)
+    heads = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    dims = tl.arange(0, BLOCK_D)
+    slot = tl.load(slot_ptr + t).to(tl.int64)
+    mask = (heads < H)[:, None] & (dims < D)[None, :] & (slot >= 0)
+    _quant_store(key_ptr, kc_ptr, ks_ptr, t, slot, heads, dims, mask, H, D, K_PER_HEAD)
+    _quant_store(value_ptr, vc_ptr, vs_ptr, t, slot, heads, dims, mask, H, D, V_PER_HEAD)
+
+
+@triton.jit
+def _load_dequant(cache_ptr, scale_ptr, out_ptr, t, slot, heads, dims, mask, H, D,
+                  PER_HEAD: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+    code = tl.load(cache_ptr + slot * H * D + heads[:, None] * D + dims[None, :], mask=mask,
+                   other=0)
+    if PER_HEAD:
+        scale = tl.load(scale_ptr + heads, mask=heads < H, other=1.0)[:, None]
+    else:
+        scale = tl.load(scale_ptr)
+    val = _bits.e4m3_to_fp32(code) * scale
+    tl.store(out_ptr + t * H * D + heads[:, None] * D + dims[None, :],
+             _bits.cast_out(val, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=mask)
+
+
+@triton.jit
+def _kv_gather_kernel(kc_ptr, vc_ptr, table_ptr, cu_ptr, lens_ptr, ks_ptr, vs_ptr, ko_ptr,
+                      vo_ptr, B, H, D, TABLE_STRIDE, BLOCK_SIZE,
+                      SEARCH_STEPS: tl.constexpr, K_PER_HEAD: tl.constexpr,
+                      V_PER_HEAD: tl.constexpr, BF16_BY_BITS: tl.constexpr,
+                      BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
+    t = tl.program_id(0).to(tl.int64)
+    # Sequence of output token t: the first i with cu[i] > t (cu = inclusive cumsum of lengths),
+    # by binary search, so the host never has to know the longest sequence (no sync).
+    lo = tl.zeros([], dtype=tl.int64)
+    hi = tl.zeros([], dtype=tl.int64) + B
+    for _ in tl.static_range(SEARCH_STEPS):
+        mid = tl.minimum((lo + hi) // 2, B - 1)
+        right = tl.load(cu_ptr + mid) <= t
+        active = lo < hi
+        lo = tl.where(active & right, mid + 1, lo)
+        hi = tl.where(active & (not right), mid, hi)
+    seq = lo
+    pos = t - (tl.load(cu_ptr + seq) - tl.load(lens_ptr + seq).to(tl.int64))
+    block = tl.load(table_ptr + seq * TABLE_STRIDE + pos // BLOCK_SIZE).to(tl.int64)
+    slot = block * BLOCK_SIZE + pos % BLOCK_SIZE
+    heads = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (heads < H)[:, None] & (dims < D)[None, :]
+    _load_dequant(kc_ptr, ks_ptr, ko_ptr, t, slot, heads, dims, mask, H, D, K_PER_HEAD,
+                  BF16_BY_BITS)
+    _load_dequant(vc_ptr, vs_ptr, vo_ptr, t, slot, heads, dims, mask, H, D, V_PER_HEAD,
+                  BF16_BY_BITS)
+
+
+def kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale):
+    """cache[slot_mapping[t]] = e4m3_satfinite(x[t] / scale), skipping slot -1; in place."""
+    tokens, heads, dim = key.shape
+    if tokens == 0:
+        return
+    block_h, block_d = _blocks(heads, dim)
+    grid = (tokens, triton.cdiv(heads, block_h))
+    with grid_device(key):
+        _kv_write_kernel[grid](key, value, key_cache.view(torch.uint8),
+                               value_cache.view(torch.uint8), slot_mapping,
+                               k_scale.reshape(-1).float(), v_scale.reshape(-1).float(),
+                               heads, dim, K_PER_HEAD=k_scale.numel() > 1,
+                               V_PER_HEAD=v_scale.numel() > 1, BLOCK_H=block_h,
+                               BLOCK_D=block_d, num_warps=4)
+
+
+def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                    total_tokens, dtype, *, out=None):
+    """Paged cache -> dequantized K, V [total_tokens, heads, head_dim], sequences concatenated.
+
+    out: optional (k, v) tensors to write into."""
+    _, block_size, heads, dim = key_cache.shape
+    if out is None:
+        shape = (total_tokens, heads, dim)
+        out = (torch.empty(shape, dtype=dtype, device=key_cache.device),
+               torch.empty(shape, dtype=dtype, device=key_cache.device))
+    batch = seq_lens.numel()
+    if total_tokens == 0 or batch == 0:
+        return out
+    cu = torch.cumsum(seq_lens.to(torch.int64), 0)
+    block_h, block_d = _blocks(heads, dim)
+    grid = (total_tokens, triton.cdiv(heads, block_h))
+    with grid_device(key_cache):
+        _kv_gather_kernel[grid](key_cache.view(torch.uint8), value_cache.view(torch.uint8),
+                                block_table, cu, seq_lens, k_scale.reshape(-1).float(),
+                                v_scale.reshape(-1).float(), out[0], out[1], batch, heads, dim,
+                                block_table.stride(0), block_size,
+                                SEARCH_STEPS=batch.bit_length() + 1,
+                                K_PER_HEAD=k_scale.numel() > 1, V_PER_HEAD=v_scale.numel() > 1,
+                                BF16_BY_BITS=interpreting(), BLOCK_H=block_h, BLOCK_D=block_d,
+                                num_warps=4)
+    return out
