@@ -9,8 +9,11 @@ from nvfp4_kernels.api import (dequantize, gemm, global_scale, quantize, swizzle
 from nvfp4_kernels.backends.registry import BackendUnavailableError
 from nvfp4_kernels.formats import NVFP4
 from nvfp4_kernels.info import info
+from nvfp4_kernels.nn import NVFP4Linear
+from nvfp4_kernels import checkpoint  # safetensors only (~40 ms), never transformers
+from nvfp4_kernels.checkpoint import quantize_model
 
 __version__ = "0.1.0"
 
-__all__ = ["NVFP4", "BackendUnavailableError", "dequantize", "gemm", "global_scale", "info",
-           "kv_cache", "quantize", "reference", "swizzle_scales", "unswizzle_scales"]
+__all__ = ["NVFP4", "NVFP4Linear", "BackendUnavailableError", "checkpoint", "dequantize", "gemm",
+           "global_scale", "info", "kv_cache", "quantize_model", "quantize", "reference", "swizzle_scales", "unswizzle_scales"]
