@@ -68,8 +68,10 @@ def e4m3_to_fp16(code):
 
 @triton.jit
 def e4m3_to_fp32(code):
-    """e4m3 bytes (uint8) -> their exact value as float32 (for the KV cache, scales, ...)."""
-    return e4m3_to_fp16(code).to(tl.float32)
+    """e4m3 bytes (uint8) -> their exact value as float32; 0x7F/0xFF (e4m3's NaN) -> NaN, as
+    torch reads them (a cache slot never written may hold any byte)."""
+    val = e4m3_to_fp16(code).to(tl.float32)
+    return tl.where((code & 0x7F) == 0x7F, float("nan"), val)
 
 
 @triton.jit

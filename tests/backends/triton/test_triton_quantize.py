@@ -1,0 +1,95 @@
+"""Triton quantize / dequantize: bit-exact with nvfp4_kernels.reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfp4_kernels as nk
+from nvfp4_kernels import reference as ref
+from triton_testlib import assert_same_codes, poisoned
+
+triton_quantize = pytest.importorskip("nvfp4_kernels.backends.triton.quantize")
+
+TIES = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 0.0, 0.5, 6.0])
+
+
+def tie_heavy(rows, cols, gen):
+    """Blocks whose scale is an exact power of two (amax = 6 * 2**e, gs = 1), every other value
+    an exact rounding tie times that scale, signs random: x * inv hits the ties exactly."""
+    blocks = cols // 16
+    idx = torch.randint(0, len(TIES), (rows, blocks, 16), generator=gen)
+    vals = TIES[idx]
+    vals[..., 0] = 6.0
+    sign = torch.randint(0, 2, vals.shape, generator=gen) * 2 - 1
+    exp = torch.randint(-8, 6, (rows, blocks, 1), generator=gen).float()
+    return (vals * sign * torch.exp2(exp)).reshape(rows, cols)
+
+
+def _check_quantize(x, gs, layout, device):
+    rows, cols = x.shape
+    srows, scols = (ref.swizzled_shape(rows, cols // 16) if layout == "swizzled"
+                    else (rows, cols // 16))
+    out = (poisoned((rows, cols // 2), torch.uint8, device),
+           poisoned((srows, scols), torch.float8_e4m3fn, device))
+    data, scale = triton_quantize.quantize(x, gs, layout, out=out)
+    exp_data, exp_scale, _ = ref.quantize(x.cpu(), gs.cpu(), layout)
+    assert_same_codes(data, exp_data)
+    assert torch.equal(scale.view(torch.uint8).cpu(), exp_scale.view(torch.uint8))
+    return data, scale
+
+
+@pytest.mark.parametrize("rows", [1, 7, 33, 150])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_quantize_random_bit_exact(rows, dtype, device, gen):
+    cols = 48 if rows > 1 else 160
+    x = (torch.randn(rows, cols, generator=gen) * 10).to(dtype).to(device)
+    gs = ref.global_scale(x)
+    layout = "swizzled" if rows % 2 else "linear"
+    data, scale = _check_quantize(x, gs, layout, device)
+    if layout == "swizzled":  # the padding rows/cols of the 128x4 tiles are zeros
+        live = ref.swizzle_scales(torch.ones(rows, cols // 16)) != 0
+        assert live.sum() < live.numel()
+        assert (scale.view(torch.uint8).cpu()[~live] == 0).all()
+
+
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_quantize_ties_bit_exact(layout, dtype, device, gen):
+    x = tie_heavy(33, 64, gen).to(dtype).to(device)
+    gs = torch.ones((), device=device)
+    _check_quantize(x, gs, layout, device)
+    # Zeros, all-zero blocks and a huge global scale (clamped scales) too.
+    x[3] = 0
+    _check_quantize(x, torch.tensor(1e6, device=device), layout, device)
+
+
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_dequantize_bit_exact(layout, dtype, device, gen):
+    rows, cols = 37, 80
+    x = (torch.randn(rows, cols, generator=gen) * 3).to(device)
+    gs = ref.global_scale(x)
+    data, scale, _ = ref.quantize(x, gs, layout)
+    out = poisoned((rows, cols), dtype, device)
+    got = triton_quantize.dequantize(data, scale, gs, layout, dtype, out=out)
+    exp = ref.dequantize(data.cpu(), scale.cpu(), gs.cpu(), layout, dtype)
+    assert got is out
+    assert torch.equal(got.cpu(), exp), (got.cpu() - exp).abs().max()
+
+
+def test_global_scale_helper(device, gen):
+    x = (torch.randn(19, 32, generator=gen) * 7).to(torch.bfloat16).to(device)
+    assert torch.equal(triton_quantize.global_scale(x).cpu(), ref.global_scale(x.cpu()))
+    zeros = torch.zeros(4, 16, device=device)
+    assert triton_quantize.global_scale(zeros).item() == 1.0
+
+
+def test_public_path(device, gen):
+    x = torch.randn(2, 5, 32, generator=gen).to(torch.float16).to(device)
+    q = nk.quantize(x, backend="triton")
+    expected = nk.quantize(x.cpu(), backend="reference")
+    assert_same_codes(q.data.reshape(-1, 16), expected.data.reshape(-1, 16))
+    assert torch.equal(q.scale.view(torch.uint8).cpu(), expected.scale.view(torch.uint8))
+    back = nk.dequantize(q, torch.float32, backend="triton")
+    assert torch.equal(back.cpu(), nk.dequantize(expected, torch.float32, backend="reference"))
