@@ -27,8 +27,8 @@ class Selector:
     def __init__(self, include: str | None = None, exclude: str | None = None,
                  default_exclude: bool = True):
         self.include = re.compile(include) if include else None
-        self.exclude = [re.compile(p) for p in
-                        ([DEFAULT_EXCLUDE] if default_exclude else []) + ([exclude] if exclude else [])]
+        patterns = ([DEFAULT_EXCLUDE] if default_exclude else []) + ([exclude] if exclude else [])
+        self.exclude = [re.compile(p) for p in patterns]
 
     def wants(self, module: str) -> bool:
         if self.include is not None and not self.include.search(module):
