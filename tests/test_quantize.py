@@ -169,7 +169,8 @@ def test_property_dequantize_is_lut_times_scale_over_gs(rows, blocks, seed, dtyp
     # Quantization error is bounded by half a code step (at most 1 unit of scale/gs) per element.
     if x.numel():
         step = q.scale.float().repeat_interleave(16, dim=1) / q.global_scale
-        assert torch.all((expected - x.float()).abs() <= step * 1.0 + 1e-30)
+        # (a tie at 5 units rounds to 4: exactly one unit, so allow float rounding of the step)
+        assert torch.all((expected - x.float()).abs() <= step * (1 + 1e-6) + 1e-30)
 
 
 def test_layouts_hold_the_same_scales():
