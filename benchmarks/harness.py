@@ -1,0 +1,147 @@
+"""Shared benchmark harness: timing, input rotation, environment record, CSV/JSON/PNG output.
+
+Timing is the median of ``triton.testing.do_bench``. When a call's inputs fit in L2 (50 MB on
+the H100), several copies are made and each timed call uses the next one, so a weight-bound
+kernel is not flattered by reading its weights from L2 instead of HBM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+L2_BYTES = 50 * 1024 * 1024   # H100 L2
+COPY_BANDWIDTH = 3.02e12      # bytes/s, device-to-device copy measured on the lent H100
+BF16_PEAK = 989e12            # H100 SXM dense bf16 tensor-core FLOP/s (datasheet)
+
+
+def common_args(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", default=os.environ.get("OUT", "bench_results"),
+                   help="folder for CSV/JSON/PNG results (default: $OUT or bench_results)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny shapes; without a GPU runs the Triton interpreter on CPU just to "
+                        "exercise the code paths (times are meaningless)")
+    p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
+    p.add_argument("--rep", type=int, default=100, help="do_bench repetitions, ms")
+    return p
+
+
+def setup_device(args) -> torch.device:
+    """cuda if present; else CPU + interpreter for --smoke, or a clean exit."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if not args.smoke:
+        print("no CUDA GPU: nothing to measure (use --smoke to exercise the code on CPU)")
+        raise SystemExit(0)
+    os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    return torch.device("cpu")
+
+
+def tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(o) for o in obj.values())
+    return 0
+
+
+def rotated(make_inputs, max_copies: int = 8):
+    """Input sets to cycle through: enough copies that they do not all fit in L2."""
+    first = make_inputs()
+    size = tensor_bytes(first)
+    copies = 1 if size == 0 or size >= L2_BYTES else min(max_copies, -(-2 * L2_BYTES // size))
+    return [first] + [make_inputs() for _ in range(copies - 1)]
+
+
+def time_ms(fn, inputs, args) -> float:
+    """Median ms of fn(*inputs[i]) with inputs rotated; wall clock on CPU (smoke only)."""
+    state = {"i": 0}
+
+    def call():
+        fn(*inputs[state["i"] % len(inputs)])
+        state["i"] += 1
+
+    if torch.cuda.is_available():
+        import triton.testing
+        return float(triton.testing.do_bench(call, warmup=args.warmup, rep=args.rep,
+                                             return_mode="median"))
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1e3
+
+
+def try_time(fn, inputs, args):
+    """(ms, None) or (None, error text) for baselines that some torch builds lack."""
+    try:
+        return time_ms(fn, inputs, args), None
+    except Exception as exc:  # noqa: BLE001 (record why a baseline is missing)
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+
+
+def copy_bandwidth(nbytes: int, device, args) -> float:
+    """Measured device copy bandwidth, bytes read + written per second."""
+    n = max(1, nbytes // 2)
+    inputs = rotated(lambda: (torch.empty(n, dtype=torch.uint8, device=device),
+                              torch.empty(n, dtype=torch.uint8, device=device)))
+    ms = time_ms(lambda dst, src: dst.copy_(src), inputs, args)
+    return 2 * n / (ms * 1e-3)
+
+
+def environment() -> dict:
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "missing"
+    return {
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU)",
+        "torch": torch.__version__, "triton": triton_version,
+        "cuda": torch.version.cuda, "python": platform.python_version(),
+        "git_revision": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "interpreter": os.environ.get("TRITON_INTERPRET") == "1",
+    }
+
+
+def write_results(name: str, rows: list[dict], out_dir: str, plot=None) -> Path:
+    """<out>/<name>.json (environment + rows), <name>.csv, and <name>.png if plot is given."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    (out / f"{name}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / f"{name}.csv", "w") as f:
+        f.write("# " + json.dumps(env) + "\n")
+        f.write(",".join(keys) + "\n")
+        for r in rows:
+            f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + "\n")
+    if plot is not None:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("matplotlib not installed: no plot")
+        else:
+            fig = plot(plt, rows)
+            fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
+            plt.close(fig)
+    print(f"wrote {out / name}.json/.csv")
+    return out

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: GPU tests, the Triton interpreter tests, then every benchmark.
+# Everything lands under $OUT (logs, CSV/JSON/PNG). Keeps going after a failing step and exits
+# non-zero at the end if any step failed, so one run always brings back all the evidence.
+#
+#   OUT=/some/dir bash benchmarks/run_device.sh            # full run (several minutes)
+#   QUICK=1 bash benchmarks/run_device.sh                  # decode sizes only (M = 1, 16)
+#   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan candidate
+#
+# Needs python3 with torch and triton (the H100 machine: Python 3.12, torch 2.11, Triton 3.6).
+# The Triton backend needs no build step: the repository is put on PYTHONPATH. If a C++/CUDA
+# extension build script exists (.ci/build_extension.sh) it is run first, for the other backends.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench_results}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"
+failed=()
+
+step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember failures
+    local name="$1"; shift
+    echo "== $name: $*"
+    local start=$SECONDS
+    "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "   rc=$rc, $(( SECONDS - start )) s (log: $OUT/$name.log)"
+    tail -n 5 "$OUT/$name.log"
+    [ "$rc" -eq 0 ] || failed+=("$name")
+}
+
+"$PY" - > "$OUT/environment.txt" 2>&1 <<'PYEOF'
+import platform, torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
+try:
+    import triton; print("triton", triton.__version__)
+except ImportError:
+    print("triton missing")
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(torch.cuda.get_device_name(), "SMs", p.multi_processor_count, "capability", p.major, p.minor)
+PYEOF
+cat "$OUT/environment.txt"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+
+if [ -f .ci/build_extension.sh ]; then
+    step build_extension bash .ci/build_extension.sh
+fi
+
+if "$PY" -c "import pytest" 2>/dev/null; then
+    # Compiled kernels on the GPU (the whole suite, cuda device parametrizations included).
+    step pytest_gpu "$PY" -m pytest -q --maxfail=50 tests -p no:cacheprovider
+    # The same Triton tests through the interpreter on CPU tensors, as CI runs them.
+    step pytest_triton_interpreter env TRITON_INTERPRET=1 "$PY" -m pytest -q \
+        tests/backends/triton -p no:cacheprovider
+else
+    echo "pytest is not installed here: tests skipped" | tee "$OUT/pytest_missing.txt"
+    failed+=("pytest_missing")
+fi
+
+M_LIST=(1 16 128 1024 8192)
+[ -n "${QUICK:-}" ] && M_LIST=(1 16)
+SWEEP_ARG=()
+[ -n "${SWEEP:-}" ] && SWEEP_ARG=(--sweep)
+step bench_gemm "$PY" benchmarks/bench_gemm.py --out "$OUT" --m "${M_LIST[@]}" "${SWEEP_ARG[@]}"
+step bench_quantize "$PY" benchmarks/bench_quantize.py --out "$OUT"
+step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --out "$OUT"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "FAILED steps: ${failed[*]}"
+    exit 1
+fi
+echo "all steps passed; results in $OUT"
