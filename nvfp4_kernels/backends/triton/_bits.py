@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 # 2**14: an E2M1 nibble moved into fp16 bit positions (see e2m1_pair_fp16) reads as lut * 2**-14.
-FP16_FOLD = 16384.0
+FP16_FOLD = tl.constexpr(16384.0)  # constexpr: compiled kernels may only read constexpr globals
 
 
 @triton.jit

@@ -79,10 +79,10 @@ def _kv_gather_kernel(kc_ptr, vc_ptr, table_ptr, cu_ptr, lens_ptr, ks_ptr, vs_pt
     hi = tl.zeros([], dtype=tl.int64) + B
     for _ in tl.static_range(SEARCH_STEPS):
         mid = tl.minimum((lo + hi) // 2, B - 1)
-        right = tl.load(cu_ptr + mid) <= t
+        cu_mid = tl.load(cu_ptr + mid)
         active = lo < hi
-        lo = tl.where(active & right, mid + 1, lo)
-        hi = tl.where(active & (not right), mid, hi)
+        lo = tl.where(active & (cu_mid <= t), mid + 1, lo)
+        hi = tl.where(active & (cu_mid > t), mid, hi)
     seq = lo
     pos = t - (tl.load(cu_ptr + seq) - tl.load(lens_ptr + seq).to(tl.int64))
     block = tl.load(table_ptr + seq * TABLE_STRIDE + pos // BLOCK_SIZE).to(tl.int64)
