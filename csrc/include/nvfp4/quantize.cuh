@@ -1,0 +1,90 @@
+// NVFP4 quantize and dequantize kernels (torch-free). One thread owns one 16-element block:
+// it reads 16 inputs, writes 8 packed bytes and one e4m3 scale, so every float32 operation of
+// DESIGN §2 happens in one thread in the specified order.
+#pragma once
+
+#include "nvfp4/common.cuh"
+#include "nvfp4/e2m1.cuh"
+
+namespace nvfp4 {
+
+struct QuantizeShape {
+  int64_t rows, cols;      // logical input [rows, cols], cols % 16 == 0
+  int64_t scale_rows;      // rows of the scale output (ceil128(rows) when swizzled)
+  int64_t scale_cols;      // columns of the scale output (ceil4(cols/16) when swizzled)
+  bool swizzled;
+};
+
+__device__ __forceinline__ int64_t scale_index(const QuantizeShape& s, int64_t r, int64_t c) {
+  return s.swizzled ? swizzled_offset(r, c, s.scale_cols) : r * s.scale_cols + c;
+}
+
+// Grid: one thread per scale slot, padding slots included (they are written as zero so the
+// swizzled output never holds stale memory).
+template <class T>
+__global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict__ global_scale,
+                                uint8_t* __restrict__ data, uint8_t* __restrict__ scale,
+                                QuantizeShape s) {
+  const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (slot >= s.scale_rows * s.scale_cols) return;
+  const int64_t r = slot / s.scale_cols, c = slot % s.scale_cols;
+  if (r >= s.rows || c * kBlock >= s.cols) {
+    scale[scale_index(s, r, c)] = 0;
+    return;
+  }
+  const T* in = x + r * s.cols + c * kBlock;
+  float v[kBlock];
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kBlock; ++i) {
+    v[i] = to_float(in[i]);
+    amax = fmaxf(amax, fabsf(v[i]));
+  }
+  const float gs = *global_scale;
+  // s = e4m3(min(gs * (amax * (1/6)), 448)); __fmul_rn keeps each product a separate rounding.
+  const float scaled = fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
+  const uint8_t s8 = e4m3_from_float(scaled);
+  const float s32 = e4m3_to_float(s8);
+  // inv = 1 / (s * (1/gs)), both reciprocals IEEE round-to-nearest as the reference divides.
+  const float inv = s32 == 0.0f ? 0.0f : __frcp_rn(__fmul_rn(s32, __frcp_rn(gs)));
+  uint32_t packed[2] = {0u, 0u};
+#pragma unroll
+  for (int i = 0; i < kBlock; i += 2) {
+    const uint32_t byte = e2m1x2(__fmul_rn(v[i], inv), __fmul_rn(v[i + 1], inv));
+    packed[i / 8] |= byte << ((i % 8) * 4);
+  }
+  // data row r holds cols/2 bytes; this block's 8 bytes start at c*8, 8-byte aligned whenever
+  // the row pitch is (the launcher falls back to byte stores otherwise).
+  uint8_t* out = data + r * (s.cols / 2) + c * (kBlock / 2);
+  if ((reinterpret_cast<uintptr_t>(out) & 7u) == 0) {
+    *reinterpret_cast<uint2*>(out) = make_uint2(packed[0], packed[1]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(packed[i / 4] >> ((i % 4) * 8));
+  }
+  scale[scale_index(s, r, c)] = s8;
+}
+
+// x_hat = lut[q] * float(s) / gs in float32, then cast: one thread per 16-element block.
+template <class T>
+__global__ void dequantize_kernel(const uint8_t* __restrict__ data,
+                                  const uint8_t* __restrict__ scale,
+                                  const float* __restrict__ global_scale, T* __restrict__ out,
+                                  QuantizeShape s) {
+  const int64_t blocks_per_row = s.cols / kBlock;
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= s.rows * blocks_per_row) return;
+  const int64_t r = b / blocks_per_row, c = b % blocks_per_row;
+  const float s32 = e4m3_to_float(scale[scale_index(s, r, c)]);
+  const float gs = *global_scale;
+  const uint8_t* in = data + r * (s.cols / 2) + c * (kBlock / 2);
+  T* o = out + r * s.cols + c * kBlock;
+#pragma unroll
+  for (int i = 0; i < kBlock / 2; ++i) {
+    const uint32_t byte = in[i];
+    o[2 * i] = from_float<T>(__fdiv_rn(__fmul_rn(e2m1_to_float(byte & 15u), s32), gs));
+    o[2 * i + 1] = from_float<T>(__fdiv_rn(__fmul_rn(e2m1_to_float(byte >> 4), s32), gs));
+  }
+}
+
+}  // namespace nvfp4

@@ -1,0 +1,42 @@
+// Entry points of the extension, as plain C++ functions on ATen tensors. bindings.cpp exposes
+// them to Python; the nvfp4::* custom-op schemas live in Python (nvfp4_kernels/ops.py) and the
+// cuda/cutlass backend modules call these.
+#pragma once
+
+#include <string>
+#include <tuple>
+
+#include <ATen/core/Tensor.h>
+
+namespace nvfp4 {
+
+// quantize.cu: generic CUDA (bit manipulation) on every arch, hardware E2M1 on sm_100a/sm_120a.
+std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tensor& global_scale,
+                                            bool swizzled);
+at::Tensor dequantize(const at::Tensor& data, const at::Tensor& scale,
+                      const at::Tensor& global_scale, bool swizzled, at::ScalarType dtype);
+
+// kv_cache.cu
+void kv_cache_write(const at::Tensor& key, const at::Tensor& value, at::Tensor& key_cache,
+                    at::Tensor& value_cache, const at::Tensor& slot_mapping,
+                    const at::Tensor& k_scale, const at::Tensor& v_scale);
+std::tuple<at::Tensor, at::Tensor> kv_cache_gather(
+    const at::Tensor& key_cache, const at::Tensor& value_cache, const at::Tensor& block_table,
+    const at::Tensor& seq_lens, const at::Tensor& k_scale, const at::Tensor& v_scale,
+    int64_t total_tokens, at::ScalarType dtype);
+
+// gemm_sm120.cu / gemm_sm100.cu (only in builds with sm_120a / sm_100a; bindings.cpp provides
+// stubs that explain what is missing otherwise). D = alpha * A @ B^T, out bf16 or fp16.
+at::Tensor gemm_sm120(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_scale,
+                      const at::Tensor& b_scale, const at::Tensor& alpha, at::ScalarType out_dtype);
+at::Tensor gemm_sm100(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_scale,
+                      const at::Tensor& b_scale, const at::Tensor& alpha, at::ScalarType out_dtype);
+// The tile configuration each GEMM picks for a problem (host only, for tests and docs).
+std::string gemm_sm120_config(int64_t m, int64_t n, int64_t k, at::ScalarType out_dtype);
+std::string gemm_sm100_config(int64_t m, int64_t n, int64_t k, at::ScalarType out_dtype);
+
+// gemm_layout.cpp: CUTLASS's scale-factor offsets for a [rows, k] operand (host only), so tests
+// can prove the swizzled layout equals what the kernel reads without running it.
+at::Tensor gemm_scale_offsets(int64_t rows, int64_t k, bool operand_b);
+
+}  // namespace nvfp4
