@@ -28,8 +28,8 @@ GemmProblem check_args(const char* arch, const at::Tensor& a, const at::Tensor& 
               " (a is ", describe(a), ")");
   TORCH_CHECK(n % 32 == 0, "NVFP4 GEMM (", arch, "): N must be a multiple of 32, got N=", n,
               " (b is ", describe(b), ")");
-  TORCH_CHECK(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX, arch,
-              " NVFP4 GEMM: sizes must fit in int32, got M=", m, " N=", n, " K=", k);
+  TORCH_CHECK(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX, "NVFP4 GEMM (", arch,
+              "): sizes must fit in int32, got M=", m, " N=", n, " K=", k);
   const int64_t sf_cols = (k / 16 + 3) / 4 * 4;
   for (auto [name, t, rows] : {std::tuple{"a_scale", &a_scale, m}, std::tuple{"b_scale", &b_scale, n}}) {
     check_dtype(name, *t, {at::kFloat8_e4m3fn});
@@ -39,11 +39,11 @@ GemmProblem check_args(const char* arch, const at::Tensor& a, const at::Tensor& 
                 " operand need ", rows_p, "x", sf_cols, " = ", rows_p * sf_cols,
                 " elements, got ", describe(*t));
   }
-  TORCH_CHECK(alpha.scalar_type() == at::kFloat && alpha.numel() == 1, arch,
-              " NVFP4 GEMM: alpha must be one float32 value (per-column alpha is applied by the"
+  TORCH_CHECK(alpha.scalar_type() == at::kFloat && alpha.numel() == 1, "NVFP4 GEMM (", arch,
+              "): alpha must be one float32 value (per-column alpha is applied by the"
               " caller), got ", describe(alpha));
-  TORCH_CHECK(out_dtype == at::kBFloat16 || out_dtype == at::kHalf, arch,
-              " NVFP4 GEMM: out_dtype must be bfloat16 or float16, got ", out_dtype);
+  TORCH_CHECK(out_dtype == at::kBFloat16 || out_dtype == at::kHalf, "NVFP4 GEMM (", arch,
+              "): out_dtype must be bfloat16 or float16, got ", out_dtype);
   for (auto [name, t] : {std::pair{"b", &b}, std::pair{"a_scale", &a_scale},
                          std::pair{"b_scale", &b_scale}, std::pair{"alpha", &alpha}})
     check_cuda(name, *t, a);

@@ -1,0 +1,107 @@
+"""The cuda backend's kernels against the reference, bit for bit (skips without a GPU or without
+the extension). Outputs are allocated over poisoned memory, so a byte the kernel forgot to write
+(swizzle padding included) shows up as a mismatch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfp4_kernels as nk
+from nvfp4_kernels import reference as ref
+from nvfp4_kernels.backends import cuda
+
+_HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+_REASON = cuda.why_unavailable(_HERE)
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=str(_REASON))]
+
+
+def _poison_allocator(nbytes=64 << 20):
+    """Fill memory the caching allocator will hand out next with 0xA5 bytes."""
+    block = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    block.fill_(0xA5)
+    del block
+
+
+def _canonical(data):
+    lo, hi = data & 0xF, data >> 4
+    return torch.where(lo == 8, 0, lo) | (torch.where(hi == 8, 0, hi) << 4)
+
+
+def _bits(t):
+    return t.view(torch.uint8) if t.element_size() == 1 else t.view(torch.int16 if t.element_size() == 2 else torch.int32)
+
+
+def _inputs(rows, cols, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=g) * torch.logspace(-3, 3, cols).repeat(rows, 1)
+    x[0, :16] = 0.0  # an all-zero block: scale 0, inv 0
+    if rows > 1:     # exact ties of the E2M1 grid after scaling by inv = 1
+        x[1, :16] = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 2) * \
+            torch.tensor([1, -1] * 8)
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 16), (3, 48), (130, 64), (257, 1040)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_quantize_bit_exact(rows, cols, dtype, layout):
+    x = _inputs(rows, cols, dtype, rows * cols)
+    for gs in (ref.global_scale(x), torch.tensor(1.0), torch.tensor(3.0e4)):
+        _poison_allocator()
+        data, scale = torch.ops.nvfp4.quantize(x.cuda(), gs.cuda(), layout, backend="cuda")
+        want_data, want_scale, _ = ref.quantize(x, gs, layout)
+        assert torch.equal(_canonical(data.cpu()), _canonical(want_data))
+        assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_bit_exact(dtype, layout):
+    x = _inputs(130, 96, torch.float32, 7)
+    data, scale, gs = ref.quantize(x, None, layout)
+    _poison_allocator()
+    got = torch.ops.nvfp4.dequantize(data.cuda(), scale.cuda(), gs.cuda(), layout, dtype,
+                                     backend="cuda")
+    want = ref.dequantize(data, scale, gs, layout, dtype)
+    assert torch.equal(_bits(got.cpu()), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("slot_dtype", [torch.int32, torch.int64])
+def test_kv_cache_write_and_gather_bit_exact(dtype, per_head, slot_dtype):
+    g = torch.Generator().manual_seed(3)
+    blocks, block_size, heads, dim, tokens = 6, 16, 4, 64, 37
+    key = (torch.randn(tokens, heads, dim, generator=g) * 100).to(dtype)
+    value = (torch.randn(tokens, heads, dim, generator=g) * 1000).to(dtype)  # saturates
+    slots = torch.randperm(blocks * block_size, generator=g)[:tokens].to(slot_dtype)
+    slots[5] = -1
+    n_scale = heads if per_head else 1
+    k_scale = torch.rand(n_scale, generator=g) + 0.5
+    v_scale = torch.rand(n_scale, generator=g) + 0.5
+    shape = (blocks, block_size, heads, dim)
+    poison = torch.full(shape, 0xA5, dtype=torch.uint8)
+    kc, vc = poison.clone().cuda().view(torch.float8_e4m3fn), poison.clone().cuda().view(torch.float8_e4m3fn)
+    torch.ops.nvfp4.kv_cache_write(key.cuda(), value.cuda(), kc, vc, slots.cuda(),
+                                   k_scale.cuda(), v_scale.cuda(), backend="cuda")
+    rk, rv = poison.clone().view(torch.float8_e4m3fn), poison.clone().view(torch.float8_e4m3fn)
+    ref.kv_cache_write(key, value, rk, rv, slots, k_scale, v_scale)
+    assert torch.equal(kc.cpu().view(torch.uint8), rk.view(torch.uint8))
+    assert torch.equal(vc.cpu().view(torch.uint8), rv.view(torch.uint8))
+
+    block_table = torch.tensor([[0, 2, 4], [5, 1, 3]], dtype=slot_dtype)
+    seq_lens = torch.tensor([40, 17], dtype=slot_dtype)
+    _poison_allocator()
+    got_k, got_v = torch.ops.nvfp4.kv_cache_gather(
+        kc, vc, block_table.cuda(), seq_lens.cuda(), k_scale.cuda(), v_scale.cuda(), 57, dtype,
+        backend="cuda")
+    want_k, want_v = ref.kv_cache_gather(rk, rv, block_table, seq_lens, k_scale, v_scale, dtype)
+    assert torch.equal(_bits(got_k.cpu()), _bits(want_k))
+    assert torch.equal(_bits(got_v.cpu()), _bits(want_v))
+
+
+def test_public_api_picks_a_native_backend():
+    x = torch.randn(64, 128, device="cuda", dtype=torch.bfloat16)
+    q = nk.quantize(x)
+    assert q.data.is_cuda

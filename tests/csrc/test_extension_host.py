@@ -1,0 +1,93 @@
+"""Host side of the C++ extension, no GPU needed: build metadata, the GEMM launchers' argument
+checks, and CUTLASS's scale-factor layout against the swizzled layout of DESIGN §2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nvfp4_kernels import _extension
+from nvfp4_kernels.reference import swizzle_scales
+
+C = _extension.extension()
+pytestmark = pytest.mark.skipif(C is None, reason=f"extension not built: {_extension.why_missing()}")
+
+E4M3 = torch.float8_e4m3fn
+
+
+def _operands(m=1, n=64, k=64, sf_k=None):
+    sf_cols = -(-(k // 16) // 4) * 4 if sf_k is None else sf_k
+    a = torch.zeros(m, k // 2, dtype=torch.uint8)
+    b = torch.zeros(n, k // 2, dtype=torch.uint8)
+    a_s = torch.zeros(-(-m // 128) * 128, sf_cols).to(E4M3)
+    b_s = torch.zeros(-(-n // 128) * 128, sf_cols).to(E4M3)
+    return a, b, a_s, b_s, torch.ones(())
+
+
+def test_compiled_archs_listed():
+    archs = list(C.COMPILED_ARCHS)
+    assert archs and all(a.startswith("sm_") for a in archs)
+    assert C.HAS_GEMM_SM120 == ("sm_120a" in archs or "sm_121a" in archs)
+    assert C.HAS_GEMM_SM100 == ("sm_100a" in archs)
+
+
+@pytest.mark.parametrize("rows,k", [(1, 32), (127, 64), (130, 96), (256, 512), (300, 160)])
+@pytest.mark.parametrize("operand_b", [False, True])
+def test_cutlass_scale_layout_is_the_swizzled_layout(rows, k, operand_b):
+    """offsets[r, j] = where CUTLASS reads scale (r, j); swizzle_scales must put it there."""
+    offsets = C.gemm_scale_offsets(rows, k, operand_b)
+    ids = torch.arange(rows * (k // 16), dtype=torch.float64).reshape(rows, k // 16)
+    flat = swizzle_scales(ids).reshape(-1)  # value at each memory offset = linear id
+    assert torch.equal(flat[offsets.reshape(-1)], ids.reshape(-1))
+
+
+def test_gemm_checks_accept_valid_shapes_then_require_cuda():
+    args = _operands(m=1, n=64, k=64)
+    with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
+        C.gemm_check_args(*args, torch.bfloat16)
+
+
+@pytest.mark.parametrize("m,n,k,match", [
+    (1, 64, 48, "K must be a multiple of 32, got K=48"),
+    (1, 48, 64, "N must be a multiple of 32, got N=48"),
+])
+def test_gemm_checks_alignment(m, n, k, match):
+    with pytest.raises(RuntimeError, match=match):
+        C.gemm_check_args(*_operands(m, n, k), torch.bfloat16)
+
+
+def test_gemm_checks_k_disagreement_and_scales():
+    a, b, a_s, b_s, alpha = _operands(m=3, n=64, k=64)
+    with pytest.raises(RuntimeError, match="a and b disagree on K"):
+        C.gemm_check_args(a, b[:, :16].contiguous(), a_s, b_s, alpha, torch.bfloat16)
+    with pytest.raises(RuntimeError, match=r"a_scale: swizzled scales for a 3x64 operand need "
+                                           r"128x4 = 512 elements"):
+        C.gemm_check_args(a, b, a_s[:64].contiguous(), b_s, alpha, torch.bfloat16)
+    with pytest.raises(RuntimeError, match="out_dtype must be bfloat16 or float16"):
+        C.gemm_check_args(a, b, a_s, b_s, alpha, torch.float32)
+    with pytest.raises(RuntimeError, match="alpha must be one float32 value"):
+        C.gemm_check_args(a, b, a_s, b_s, torch.ones(64), torch.bfloat16)
+    with pytest.raises(RuntimeError, match="dtype must be one of"):
+        C.gemm_check_args(a.to(torch.int8), b, a_s, b_s, alpha, torch.bfloat16)
+
+
+@pytest.mark.parametrize("arch,flag", [("sm_120a", "HAS_GEMM_SM120"), ("sm_100a", "HAS_GEMM_SM100")])
+def test_gemm_entry_points(arch, flag):
+    name = "gemm_sm120" if arch == "sm_120a" else "gemm_sm100"
+    if getattr(C, flag):
+        small = getattr(C, f"{name}_config")(1, 4096, 4096, torch.bfloat16)
+        large = getattr(C, f"{name}_config")(4096, 4096, 4096, torch.bfloat16)
+        assert small != large and "bf16" in small and "bf16" in large
+        assert "fp16" in getattr(C, f"{name}_config")(1, 4096, 4096, torch.float16)
+        with pytest.raises(RuntimeError, match="must be a CUDA tensor"):
+            getattr(C, name)(*_operands(), torch.bfloat16)
+    else:
+        with pytest.raises(RuntimeError, match=f"extension built with {arch}; this build has"):
+            getattr(C, name)(*_operands(), torch.bfloat16)
+
+
+def test_quantize_checks_before_device():
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        C.quantize(torch.zeros(2, 24), torch.ones(()), True)
+    with pytest.raises(RuntimeError, match="x: must be a CUDA tensor"):
+        C.quantize(torch.zeros(2, 32), torch.ones(()), True)

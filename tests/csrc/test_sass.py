@@ -1,0 +1,121 @@
+"""The built extension's SASS holds the instructions the SM100/SM120 paths exist for.
+
+These paths cannot run here (no Blackwell GPU); this is the proof that they were compiled to the
+FP4 tensor-core and E2M1-conversion instructions rather than to a fallback. Skips only when the
+extension is not built; an arch missing from the build skips that arch's checks with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nvfp4_kernels import _extension
+
+C = _extension.extension()
+pytestmark = pytest.mark.skipif(C is None, reason=f"extension not built: {_extension.why_missing()}")
+
+# Exact opcodes, read from cuobjdump 13.x output of this build:
+# SM120 warp-level block-scaled MMA: m16n8k64, f32 accumulate, E2M1 x E2M1, UE4M3 scale per 16.
+SM120_FP4_MMA = "OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X"
+# SM100 tcgen05 block-scaled FP4 MMA (scale vector 4X = one scale per 16 values); the 2-SM
+# configuration issues the .2CTA form.
+SM100_FP4_MMA = re.compile(r"\bUTCOMMA(\.2CTA)?\.4X\b")
+# cvt.rn.satfinite.e2m1x2.f32 (two float32 -> two E2M1 codes in one byte).
+HW_E2M1 = re.compile(r"\bF2FP\.SATFINITE\.E2M1\.F32\.PACK_AB_MERGE_C\b")
+GEMM_CONFIGS_PER_ARCH = 3
+
+
+def _cuobjdump() -> str:
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    try:  # pip install nvidia-cuda-cuobjdump puts it under nvidia/cu13/bin
+        import nvidia
+        for root in nvidia.__path__:
+            for cand in Path(root).glob("cu*/bin/cuobjdump"):
+                return str(cand)
+    except ImportError:
+        pass
+    pytest.fail("extension is built but cuobjdump is not found: pip install "
+                "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm (or put the CUDA toolkit on PATH)")
+
+
+@functools.cache
+def _sass() -> dict[str, dict[str, str]]:
+    """{arch: {mangled function name: its SASS}} for the whole extension."""
+    tool = _cuobjdump()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(tool).parent}{os.pathsep}{env.get('PATH', '')}"  # cuobjdump runs nvdisasm
+    text = subprocess.run([tool, "-sass", C.__file__], capture_output=True, text=True, check=True,
+                          env=env).stdout
+    out: dict[str, dict[str, str]] = {}
+    arch, name = None, None
+    for line in text.splitlines():
+        m = re.match(r"\s*arch = (sm_\w+)", line)
+        if m:
+            arch = m.group(1)
+            out.setdefault(arch, {})
+            continue
+        m = re.match(r"\s*Function : (\S+)", line)
+        if m and arch:
+            name = m.group(1)
+            out[arch][name] = ""
+            continue
+        if arch and name:
+            out[arch][name] += line + "\n"
+    return out
+
+
+def _functions(arch: str, marker: str) -> dict[str, str]:
+    if arch not in C.COMPILED_ARCHS:
+        pytest.skip(f"this build has no {arch} (archs: {list(C.COMPILED_ARCHS)})")
+    sass = _sass()
+    assert arch in sass, f"cuobjdump shows no {arch} code; it has {sorted(sass)}"
+    return {n: s for n, s in sass[arch].items() if marker in n}
+
+
+def test_sm120_gemm_uses_block_scaled_fp4_mma():
+    kernels = _functions("sm_120a", "GemmUniversal")
+    assert len(kernels) == GEMM_CONFIGS_PER_ARCH, sorted(kernels)
+    for name, sass in kernels.items():
+        assert SM120_FP4_MMA in sass, f"{name[:120]}... has no {SM120_FP4_MMA}"
+
+
+def test_sm100_gemm_uses_tcgen05_block_scaled_fp4_mma():
+    kernels = _functions("sm_100a", "GemmUniversal")
+    assert len(kernels) == GEMM_CONFIGS_PER_ARCH, sorted(kernels)
+    forms = set()
+    for name, sass in kernels.items():
+        found = SM100_FP4_MMA.findall(sass)
+        assert found, f"{name[:120]}... has no UTCOMMA.4X (tcgen05 block-scaled FP4 MMA)"
+        forms.update(found)
+    assert forms == {"", ".2CTA"}, f"expected 1-SM and 2-SM MMA forms, got {forms}"
+
+
+@pytest.mark.parametrize("arch", ["sm_100a", "sm_120a"])
+def test_blackwell_quantize_uses_hardware_e2m1(arch):
+    kernels = _functions(arch, "quantize_kernel")
+    assert len(kernels) == 3, sorted(kernels)  # bf16, fp16, fp32 inputs
+    for name, sass in kernels.items():
+        assert HW_E2M1.search(sass), f"{arch} {name} has no hardware E2M1 conversion"
+
+
+def test_sm90_quantize_uses_bit_manipulation():
+    kernels = _functions("sm_90a", "quantize_kernel")
+    assert len(kernels) == 3, sorted(kernels)
+    for name, sass in kernels.items():
+        assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
+
+
+def test_gemm_kernels_only_in_their_arch():
+    for arch in C.COMPILED_ARCHS:
+        if arch in ("sm_100a", "sm_120a"):
+            continue
+        assert not _functions(arch, "GemmUniversal"), f"{arch} has GEMM kernels"
