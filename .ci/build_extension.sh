@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # Build tools and the CUTLASS headers; cuobjdump/nvdisasm for the SASS test (tests/csrc).
-python -m pip install -q "nvidia-cutlass==4.2.0.0" "nvidia-cuda-cuobjdump>=13" \
-    "nvidia-cuda-nvdisasm>=13" ninja "cmake>=3.24"
+# nvidia-cutlass with --no-deps: only its headers are used.
+python -m pip install -q --no-deps "nvidia-cutlass==4.2.0.0"
+python -m pip install -q "nvidia-cuda-cuobjdump==13.5.37" \
+    "nvidia-cuda-nvdisasm==13.5.37" ninja "cmake>=3.24"
 echo "extension tools installed: $(( $(date +%s) - start )) s"
 
 export NVFP4_CUDA_ARCHS="${NVFP4_CUDA_ARCHS:-sm_90a;sm_100a;sm_120a}"

@@ -7,6 +7,7 @@ interpreter's torch (headers, libraries, C++ ABI) and the CUTLASS headers of its
 visible GPU's arch, or sm_90a;sm_100a;sm_120a on a machine without one.
 """
 
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -22,11 +23,12 @@ def default_archs() -> str:
 
 
 def cutlass_include() -> str:
-    try:
-        import cutlass_library
-    except ImportError:
+    # Located without importing: only the headers of nvidia-cutlass are needed (it can be
+    # installed with --no-deps), and its Python package imports things a build does not need.
+    spec = importlib.util.find_spec("cutlass_library")
+    if spec is None or not spec.submodule_search_locations:
         return ""
-    root = cutlass_library.source_path
+    root = os.path.join(list(spec.submodule_search_locations)[0], "source")
     return "|".join(os.path.join(root, d) for d in ("include", "tools/util/include"))
 
 

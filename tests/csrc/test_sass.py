@@ -27,9 +27,10 @@ SM120_FP4_MMA = "OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X"
 # SM100 tcgen05 block-scaled FP4 MMA (scale vector 4X = one scale per 16 values); the 2-SM
 # configuration issues the .2CTA form.
 SM100_FP4_MMA = re.compile(r"\bUTCOMMA(\.2CTA)?\.4X\b")
-# cvt.rn.satfinite.e2m1x2.f32 (two float32 -> two E2M1 codes in one byte).
+# cvt.rn.satfinite.e2m1x2.f32 (two float32 -> two E2M1 codes in one byte): 8 per 16-value block.
 HW_E2M1 = re.compile(r"\bF2FP\.SATFINITE\.E2M1\.F32\.PACK_AB_MERGE_C\b")
 GEMM_CONFIGS_PER_ARCH = 3
+QUANTIZE = "15quantize_kernel"  # mangled name; a plain "quantize_kernel" also matches dequantize
 
 
 def _cuobjdump() -> str:
@@ -101,14 +102,15 @@ def test_sm100_gemm_uses_tcgen05_block_scaled_fp4_mma():
 
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120a"])
 def test_blackwell_quantize_uses_hardware_e2m1(arch):
-    kernels = _functions(arch, "quantize_kernel")
+    kernels = _functions(arch, QUANTIZE)
     assert len(kernels) == 3, sorted(kernels)  # bf16, fp16, fp32 inputs
     for name, sass in kernels.items():
-        assert HW_E2M1.search(sass), f"{arch} {name} has no hardware E2M1 conversion"
+        n = len(HW_E2M1.findall(sass))
+        assert n == 8, f"{arch} {name}: {n} hardware E2M1 conversions, expected 8 (one per pair)"
 
 
 def test_sm90_quantize_uses_bit_manipulation():
-    kernels = _functions("sm_90a", "quantize_kernel")
+    kernels = _functions("sm_90a", QUANTIZE)
     assert len(kernels) == 3, sorted(kernels)
     for name, sass in kernels.items():
         assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
