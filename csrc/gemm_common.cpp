@@ -44,10 +44,10 @@ GemmProblem check_args(const char* arch, const at::Tensor& a, const at::Tensor& 
               " caller), got ", describe(alpha));
   TORCH_CHECK(out_dtype == at::kBFloat16 || out_dtype == at::kHalf, "NVFP4 GEMM (", arch,
               "): out_dtype must be bfloat16 or float16, got ", out_dtype);
+  check_cuda("a", a, a);
   for (auto [name, t] : {std::pair{"b", &b}, std::pair{"a_scale", &a_scale},
                          std::pair{"b_scale", &b_scale}, std::pair{"alpha", &alpha}})
     check_cuda(name, *t, a);
-  check_cuda("a", a, a);
   return {static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), nullptr, nullptr,
           nullptr, nullptr, nullptr, nullptr};
 }

@@ -119,11 +119,11 @@ std::tuple<at::Tensor, at::Tensor> kv_cache_gather(
               "dtype: must be bfloat16, float16 or float32, got ", dtype);
   TORCH_CHECK(total_tokens >= 0, "total_tokens: must be >= 0, got ", total_tokens);
   const KvShape s = make_shape(total_tokens, key_cache, k_scale, v_scale);
+  check_cuda("key_cache", key_cache, key_cache);
   for (auto [name, t] : {std::pair{"value_cache", &value_cache},
                          std::pair{"block_table", &block_table}, std::pair{"seq_lens", &seq_lens},
                          std::pair{"k_scale", &k_scale}, std::pair{"v_scale", &v_scale}})
     check_cuda(name, *t, key_cache);
-  check_cuda("key_cache", key_cache, key_cache);
 
   const c10::cuda::CUDAGuard guard(key_cache.device());
   auto opts = key_cache.options().dtype(dtype);

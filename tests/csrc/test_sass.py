@@ -61,7 +61,7 @@ def _sass() -> dict[str, dict[str, str]]:
     for line in text.splitlines():
         m = re.match(r"\s*arch = (sm_\w+)", line)
         if m:
-            arch = m.group(1)
+            arch, name = m.group(1), None
             out.setdefault(arch, {})
             continue
         m = re.match(r"\s*Function : (\S+)", line)
