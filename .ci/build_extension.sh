@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # Build tools and the CUTLASS headers; cuobjdump/nvdisasm for the SASS test (tests/csrc).
+# The build runs in this environment (not an isolated one), so it needs pyproject's setuptools.
+python -m pip install -q "setuptools>=77" wheel
 # nvidia-cutlass with --no-deps: only its headers are used.
 python -m pip install -q --no-deps "nvidia-cutlass==4.2.0.0"
 python -m pip install -q "nvidia-cuda-cuobjdump==13.5.37" \
