@@ -37,3 +37,6 @@ if command -v compute-sanitizer >/dev/null; then
 else
     log "compute-sanitizer not found: memcheck not run"
 fi
+
+# Non-zero when any step above failed, so a calling script counts it.
+if grep -q "rc=[1-9]" "$OUT/summary.txt"; then exit 1; fi

@@ -8,12 +8,15 @@
 #   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan candidate
 #
 # Needs python3 with torch and triton (the H100 machine: Python 3.12, torch 2.11, Triton 3.6).
-# The Triton backend needs no build step: the repository is put on PYTHONPATH. If a C++/CUDA
-# extension build script exists (.ci/build_extension.sh) it is run first, for the other backends.
+# The Triton backend needs no build step: the repository is put on PYTHONPATH. The C++/CUDA
+# extension is built first for the GPU's own arch by .ci/device_cuda.sh, which also runs the CUDA
+# tests under compute-sanitizer; the GPU machine has no network, so carry the nvidia-cutlass wheel
+# in .whl/ (see .ci/device_cuda.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench_results}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"  # absolute: sub-scripts run from other directories
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 failed=()
@@ -43,9 +46,7 @@ PYEOF
 cat "$OUT/environment.txt"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
-if [ -f .ci/build_extension.sh ]; then
-    step build_extension bash .ci/build_extension.sh
-fi
+step cuda_extension env OUT="$OUT/cuda_extension" bash .ci/device_cuda.sh
 
 if "$PY" -c "import pytest" 2>/dev/null; then
     # Compiled kernels on the GPU (the whole suite, cuda device parametrizations included).

@@ -16,4 +16,5 @@ from nvfp4_kernels.checkpoint import quantize_model
 __version__ = "0.1.0"
 
 __all__ = ["NVFP4", "NVFP4Linear", "BackendUnavailableError", "checkpoint", "dequantize", "gemm",
-           "global_scale", "info", "kv_cache", "quantize_model", "quantize", "reference", "swizzle_scales", "unswizzle_scales"]
+           "global_scale", "info", "kv_cache", "quantize", "quantize_model", "reference",
+           "swizzle_scales", "unswizzle_scales"]
