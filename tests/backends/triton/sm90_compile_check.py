@@ -1,0 +1,177 @@
+"""Ahead-of-time compile of the Triton backend's kernels for sm_90 (H100), no GPU needed.
+
+Run as a script in a process *without* TRITON_INTERPRET=1 (Triton decides interpret-or-compile
+when a kernel is defined). Each kernel is compiled with ``triton.compile`` on an ``ASTSource``
+for ``GPUTarget("cuda", 90, 32)`` with the constexprs, argument types, warps and stages its
+launcher uses, into a fresh Triton cache directory (so every run really compiles). Prints one
+JSON object: {"triton": version, "ok": bool, "kernels": {name: {...}}} where each kernel has
+"ok", "error" (on failure) and facts read from the PTX and from the SASS that the bundled
+cuobjdump disassembles from the cubin:
+
+- wgmma / mma_sync: count of ``wgmma.mma_async`` / ``mma.sync`` instructions in the PTX
+- div_rn / div_approx / div_full: count of ``div.rn.f32`` / ``div.approx`` / ``div.full``
+- ftz: count of PTX instructions with ``.ftz``
+- local_ld / local_st: count of ``LDL`` / ``STL`` instructions in the SASS (local memory:
+  register spills or a stack frame); null when no SASS could be produced
+- shared: shared memory bytes from Triton's metadata
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the package, when run as a plain script
+
+
+def _specs():
+    """(name, fn, {arg: type}, {constexpr: value}, divisible-by-16 args, num_warps, stages)."""
+    import triton
+    import triton.language as tl
+
+    from nvfp4_kernels.backends.triton import gemm, kv_cache, quantize
+    from nvfp4_kernels.backends.triton.plan import config_for, split_k_for
+
+    specs = []
+
+    def gemm_spec(name, cfg, a_nvfp4, a_type, dot_dtype, split, alpha_per_col, has_bias):
+        # Argument order and constexprs as gemm._launch passes them (GPU: BF16_BY_BITS=False).
+        sig = {"a_ptr": "*u8" if a_nvfp4 else a_type, "a_scale_ptr": "*u8" if a_nvfp4 else a_type,
+               "b_ptr": "*u8", "b_scale_ptr": "*u8", "alpha_ptr": "*fp32",
+               "bias_ptr": "*bf16" if has_bias else "*fp32", "out_ptr": "*bf16",
+               "ws_ptr": "*fp32" if split > 1 else "*bf16",
+               "M": "i32", "N": "i32", "K": "i32", "K_SPLIT": "i32", "A_SCP4": "i32",
+               "B_SCP4": "i32"}
+        const = dict(A_NVFP4=a_nvfp4, B_SWIZZLED=True, DOT_DTYPE=dot_dtype,
+                     FOLD=2.0 ** 28 if a_nvfp4 else 2.0 ** 14, ALPHA_PER_COL=alpha_per_col,
+                     HAS_BIAS=has_bias, SPLIT_K=split, SWAP_AB=cfg.swap_ab, GROUP_M=cfg.group_m,
+                     BF16_BY_BITS=False, BM=cfg.block_m, BN=cfg.block_n, BK=cfg.block_k)
+        # Pointers from torch allocations are 16-byte aligned; N, K (and K_SPLIT, a multiple
+        # of BK) are multiples of 16 for real layers, M generally is not.
+        div16 = [k for k, v in sig.items() if v.startswith("*")] + ["N", "K", "K_SPLIT"]
+        specs.append((name, gemm._gemm_kernel, sig, const, div16, cfg.num_warps, cfg.num_stages,
+                      dataclasses.asdict(cfg) | {"split_k": split}))
+
+    # Decode: M = 1 (plan's M <= 16 bucket) on a down projection N=5376, K=21504, 132 SMs,
+    # split-K chosen exactly as the launcher does.
+    m, n, k = 1, 5376, 21504
+    dec = config_for(m)
+    split = split_k_for(dec, m, n, k, 132)
+    steps = triton.cdiv(k, dec.block_k)
+    split = max(1, min(split, steps))
+    split = triton.cdiv(k, triton.cdiv(steps, split) * dec.block_k)
+    assert split > 1, "decode shape no longer splits K; pick another shape"
+    gemm_spec("gemm_w4a16_decode", dec, False, "*bf16", tl.bfloat16, split, False, False)
+    # Prefill: plan's M > 256 bucket, per-column alpha and a bias, no split.
+    pre = config_for(4096)
+    gemm_spec("gemm_w4a16_prefill", pre, False, "*bf16", tl.bfloat16, 1, True, True)
+    # W4A4 (A decoded like B, fp16 dot), prefill tiles; swap_ab off covers the kernel's other
+    # operand order (plan.CANDIDATES has it).
+    gemm_spec("gemm_w4a4_prefill_noswap", dataclasses.replace(pre, swap_ab=False), True,
+              "*u8", tl.float16, 1, False, False)
+
+    specs.append(("split_k_reduce", gemm._split_k_reduce_kernel,
+                  {"ws_ptr": "*fp32", "alpha_ptr": "*fp32", "bias_ptr": "*fp32",
+                   "out_ptr": "*bf16", "M": "i32", "N": "i32"},
+                  dict(FOLD=2.0 ** 14, ALPHA_PER_COL=False, HAS_BIAS=False, SPLIT_K=split,
+                       BF16_BY_BITS=False, BM=16, BN=128),
+                  ["ws_ptr", "alpha_ptr", "bias_ptr", "out_ptr", "N"], 4, 3, {}))
+
+    qb = dict(BLOCK_R=quantize._BLOCK_R, BLOCK_S=quantize._BLOCK_S, SWIZZLED=True)
+    specs.append(("quantize", quantize._quantize_kernel,
+                  {"x_ptr": "*bf16", "gs_ptr": "*fp32", "data_ptr": "*u8", "scale_ptr": "*u8",
+                   "R": "i32", "C": "i32", "SROWS": "i32", "SCOLS": "i32", "SCP4": "i32"},
+                  qb, ["x_ptr", "gs_ptr", "data_ptr", "scale_ptr", "C", "SCOLS"], 4, 3, {}))
+    specs.append(("dequantize", quantize._dequantize_kernel,
+                  {"data_ptr": "*u8", "scale_ptr": "*u8", "gs_ptr": "*fp32", "out_ptr": "*bf16",
+                   "R": "i32", "C": "i32", "SCP4": "i32"},
+                  qb | {"BF16_BY_BITS": False},
+                  ["data_ptr", "scale_ptr", "gs_ptr", "out_ptr", "C"], 4, 3, {}))
+
+    # KV cache: 8 heads x 128 dims, per-tensor scales (kv_cache._blocks picks the blocks).
+    block_h, block_d = kv_cache._blocks(8, 128)
+    specs.append(("kv_cache_write", kv_cache._kv_write_kernel,
+                  {"key_ptr": "*bf16", "value_ptr": "*bf16", "kc_ptr": "*u8", "vc_ptr": "*u8",
+                   "slot_ptr": "*i64", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "H": "i32",
+                   "D": "i32"},
+                  dict(K_PER_HEAD=False, V_PER_HEAD=False, BLOCK_H=block_h, BLOCK_D=block_d),
+                  ["key_ptr", "value_ptr", "kc_ptr", "vc_ptr", "slot_ptr", "ks_ptr", "vs_ptr",
+                   "D"], 4, 3, {}))
+    specs.append(("kv_cache_gather", kv_cache._kv_gather_kernel,
+                  {"kc_ptr": "*u8", "vc_ptr": "*u8", "table_ptr": "*i32", "cu_ptr": "*i64",
+                   "lens_ptr": "*i32", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "ko_ptr": "*bf16",
+                   "vo_ptr": "*bf16", "B": "i32", "H": "i32", "D": "i32",
+                   "TABLE_STRIDE": "i32", "BLOCK_SIZE": "i32"},
+                  dict(SEARCH_STEPS=(8).bit_length() + 1, K_PER_HEAD=True, V_PER_HEAD=True,
+                       BF16_BY_BITS=False, BLOCK_H=block_h, BLOCK_D=block_d),
+                  ["kc_ptr", "vc_ptr", "table_ptr", "cu_ptr", "lens_ptr", "ks_ptr", "vs_ptr",
+                   "ko_ptr", "vo_ptr", "D", "BLOCK_SIZE"], 4, 3, {}))
+    return specs
+
+
+def _count(pattern, text):
+    return len(re.findall(pattern, text)) if text is not None else None
+
+
+def _compile(fn, sig, const, div16, num_warps, num_stages):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature = dict(sig) | {name: "constexpr" for name in const}
+    signature = {name: signature[name] for name in fn.arg_names}  # declaration order
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in div16}
+    src = ASTSource(fn=fn, signature=signature, constexprs=const, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": num_warps, "num_stages": num_stages})
+
+
+def main() -> int:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print(json.dumps({"ok": False, "error": "TRITON_INTERPRET=1 is set; unset it"}))
+        return 2
+    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="triton-sm90-")
+    import triton
+
+    result = {"triton": triton.__version__, "ok": True, "kernels": {}}
+    try:
+        specs = _specs()
+    except Exception:
+        result.update(ok=False, error=traceback.format_exc())
+        print(json.dumps(result))
+        return 1
+    for name, fn, sig, const, div16, warps, stages, cfg in specs:
+        info = {"ok": False, "num_warps": warps, "num_stages": stages, "config": cfg}
+        try:
+            compiled = _compile(fn, sig, const, div16, warps, stages)
+            ptx = compiled.asm["ptx"]
+            try:
+                sass = compiled.asm["sass"]
+            except Exception:  # cuobjdump missing: report null, the test decides
+                sass = None
+            info.update(
+                ok=True, arch=compiled.metadata.target.arch, shared=compiled.metadata.shared,
+                asm_keys=sorted(compiled.asm.keys()),
+                wgmma=_count(r"\bwgmma\.mma_async\b", ptx), mma_sync=_count(r"\bmma\.sync\b", ptx),
+                div_rn=_count(r"\bdiv\.rn\.f32\b", ptx), div_approx=_count(r"\bdiv\.approx\b", ptx),
+                div_full=_count(r"\bdiv\.full\b", ptx), ftz=_count(r"\.ftz\b", ptx),
+                local_ld=_count(r"\bLDL(?:\.\w+)*\s", sass), local_st=_count(r"\bSTL(?:\.\w+)*\s", sass),
+                sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass))
+        except Exception:
+            info["error"] = traceback.format_exc()[-4000:]
+            result["ok"] = False
+        result["kernels"][name] = info
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

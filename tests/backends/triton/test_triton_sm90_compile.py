@@ -1,0 +1,94 @@
+"""The backend's Triton kernels compile ahead of time for sm_90 (H100), checked without a GPU.
+
+sm90_compile_check.py compiles each kernel the launchers use (GEMM decode / prefill / W4A4,
+split-K reduce, quantize, dequantize, KV write and gather) with triton.compile for
+GPUTarget("cuda", 90, 32), in a subprocess without TRITON_INTERPRET (this directory's conftest
+sets it in-process when there is no GPU, and Triton fixes interpret-or-compile per process).
+The assertions are on the generated PTX and on the SASS disassembled from the cubin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton", reason="triton is not installed")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
+KERNELS = GEMMS + ("split_k_reduce", "quantize", "dequantize", "kv_cache_write",
+                   "kv_cache_gather")
+
+
+@pytest.fixture(scope="module")
+def result():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(HERE / "sm90_compile_check.py")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output (rc {proc.returncode}); stderr:\n{proc.stderr[-4000:]}"
+    res = json.loads(lines[-1])
+    assert "kernels" in res, res.get("error", res)
+    return res
+
+
+def test_every_kernel_compiles_for_sm90(result):
+    assert set(result["kernels"]) == set(KERNELS)
+    for name, k in result["kernels"].items():
+        assert k["ok"], f"{name} failed to compile for sm_90:\n{k.get('error')}"
+        assert k["arch"] == 90, name
+        assert "ptx" in k["asm_keys"] and "cubin" in k["asm_keys"], name
+    assert result["ok"]
+
+
+def test_gemm_configs_are_the_launchers(result):
+    dec = result["kernels"]["gemm_w4a16_decode"]["config"]
+    assert dec["block_m"] <= 16 and dec["swap_ab"] and dec["split_k"] > 1
+    pre = result["kernels"]["gemm_w4a16_prefill"]["config"]
+    assert pre["block_m"] >= 128 and pre["split_k"] == 1
+
+
+def test_prefill_gemms_use_wgmma(result):
+    for name in ("gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap"):
+        k = result["kernels"][name]
+        assert k["wgmma"] > 0, f"{name}: no wgmma.mma_async in the PTX"
+        assert k["sass_hgmma"] > 0, f"{name}: no HGMMA in the SASS"
+
+
+def test_decode_gemm_uses_tensor_cores(result):
+    k = result["kernels"]["gemm_w4a16_decode"]
+    assert k["wgmma"] + k["mma_sync"] > 0, "decode GEMM: no tensor-core MMA in the PTX"
+    assert k["sass_hgmma"] + k["sass_hmma"] > 0, "decode GEMM: no HGMMA/HMMA in the SASS"
+
+
+def _check_ieee(k, name):
+    assert k["div_rn"] > 0, f"{name}: no div.rn.f32 in the PTX"
+    assert k["div_approx"] == 0 and k["div_full"] == 0, f"{name}: approximate division"
+
+
+def test_quantize_divides_ieee(result):
+    _check_ieee(result["kernels"]["quantize"], "quantize")
+
+
+def test_dequantize_and_kv_write_divide_ieee(result):
+    _check_ieee(result["kernels"]["dequantize"], "dequantize")
+    _check_ieee(result["kernels"]["kv_cache_write"], "kv_cache_write")
+
+
+def test_no_flush_to_zero(result):
+    for name, k in result["kernels"].items():
+        assert k["ftz"] == 0, f"{name}: .ftz instructions in the PTX (subnormals flushed)"
+
+
+def test_no_local_memory(result):
+    """No LDL/STL in the SASS: no register spills (nor any stack frame) in any kernel."""
+    for name, k in result["kernels"].items():
+        assert k["local_ld"] is not None, f"{name}: no SASS (cuobjdump unavailable?)"
+        assert k["local_ld"] == 0 and k["local_st"] == 0, (
+            f"{name}: {k['local_ld']} LDL / {k['local_st']} STL in the SASS (spills)")
