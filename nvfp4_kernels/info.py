@@ -31,7 +31,7 @@ def info(device=None) -> dict:
     device = torch.device(device)
     gpu = None
     if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
+        major, minor = registry.capability(device)
         gpu = {"name": torch.cuda.get_device_name(device), "capability": f"sm_{major}{minor}"}
     backends = {}
     for name in registry.BACKEND_NAMES:

@@ -11,7 +11,7 @@ import torch
 from nvfp4_kernels import ops as _ops  # noqa: F401  (registers torch.ops.nvfp4)
 
 
-def _scale(name, value, device):
+def _scale(value, device):
     if isinstance(value, torch.Tensor):
         return value
     return torch.tensor([float(value)], dtype=torch.float32, device=device)
@@ -24,8 +24,8 @@ def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
     key, value: [tokens, heads, head_dim]; slot_mapping: int32/int64 [tokens].
     """
     torch.ops.nvfp4.kv_cache_write(key, value, key_cache, value_cache, slot_mapping,
-                                   _scale("k_scale", k_scale, key.device),
-                                   _scale("v_scale", v_scale, key.device), backend)
+                                   _scale(k_scale, key.device),
+                                   _scale(v_scale, key.device), backend)
 
 
 def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
@@ -40,6 +40,6 @@ def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
         total_tokens = int(seq_lens.sum()) if seq_lens.numel() else 0
     device = key_cache.device
     return torch.ops.nvfp4.kv_cache_gather(key_cache, value_cache, block_table, seq_lens,
-                                           _scale("k_scale", k_scale, device),
-                                           _scale("v_scale", v_scale, device), total_tokens,
+                                           _scale(k_scale, device),
+                                           _scale(v_scale, device), total_tokens,
                                            dtype, backend)

@@ -7,18 +7,12 @@ kernel uses the hardware E2M1 conversion) and the FP8 paged KV cache. The work h
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from nvfp4_kernels import _extension
+from nvfp4_kernels.backends import registry
 
 OPS = frozenset({"quantize", "dequantize", "kv_cache_write", "kv_cache_gather"})
-
-
-@functools.cache
-def _capability(index: int | None):
-    return torch.cuda.get_device_capability(index)
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -27,7 +21,7 @@ def why_unavailable(device: torch.device) -> str | None:
     reason = _extension.why_missing(warn=True)
     if reason:
         return reason
-    major, minor = _capability(device.index)
+    major, minor = registry.capability(device)
     if major < 8:
         return f"cuda backend needs SM80+, this GPU is SM{major}{minor}"
     return _extension.arch_mismatch("cuda", major, minor)

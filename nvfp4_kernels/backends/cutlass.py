@@ -12,26 +12,20 @@ bar of DESIGN §2).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from nvfp4_kernels import _extension
+from nvfp4_kernels.backends import registry
 
 OPS = frozenset({"gemm", "quantize"})
 _GEMM_ARCH = {10: ("sm_100a", "HAS_GEMM_SM100", "gemm_sm100"),
               12: ("sm_120a", "HAS_GEMM_SM120", "gemm_sm120")}
 
 
-@functools.cache
-def _capability(index: int | None):
-    return torch.cuda.get_device_capability(index)
-
-
 def why_unavailable(device: torch.device) -> str | None:
     if device.type != "cuda":
         return f"cutlass backend needs a CUDA tensor, got {device.type}"
-    major, minor = _capability(device.index)
+    major, minor = registry.capability(device)
     if major not in _GEMM_ARCH:
         return f"cutlass backend needs SM100/SM120, this GPU is SM{major}{minor}"
     reason = _extension.why_missing(warn=True)
@@ -46,7 +40,7 @@ def why_unavailable(device: torch.device) -> str | None:
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
-    major, _ = _capability(a.device.index)
+    major, _ = registry.capability(a.device)
     fn = getattr(_extension.extension(), _GEMM_ARCH[major][2])
     if alpha.numel() == 1 and bias is None:
         return fn(a, b, a_scale, b_scale, alpha.reshape(()).contiguous(), out_dtype)

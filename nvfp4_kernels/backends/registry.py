@@ -45,6 +45,17 @@ def _capability(device_type: str, index: int | None):
     return torch.cuda.get_device_capability(index)
 
 
+def capability(device: torch.device):
+    """(major, minor) of a CUDA device, queried once per device; None for other device types.
+
+    Every backend asks through here, so one query per device serves the whole process.
+    """
+    index = device.index
+    if device.type == "cuda" and index is None:
+        index = torch.cuda.current_device()
+    return _capability(device.type, index)
+
+
 def why_not(name: str, op: str, device: torch.device, dtypes: tuple = ()) -> str | None:
     """None if backend `name` can run `op` on `device` for inputs of `dtypes`, else why not."""
     module = backend_module(name)
@@ -91,8 +102,7 @@ def choose(op: str, device: torch.device, dtypes: tuple = (), backend: str | Non
     index = device.index if device.type == "cuda" else None
     if device.type == "cuda" and index is None:
         index = torch.cuda.current_device()
-    return _choose(op, device.type, _capability(device.type, index), dtypes, backend, from_env,
-                   index)
+    return _choose(op, device.type, capability(device), dtypes, backend, from_env, index)
 
 
 def clear_cache() -> None:

@@ -20,7 +20,8 @@ def _fake_build(monkeypatch, archs, sm120=False, sm100=False):
 
 
 def _fake_gpu(monkeypatch, module, capability):
-    monkeypatch.setattr(module, "_capability", lambda index: capability)
+    # Every backend asks the registry for the capability; stub it there.
+    monkeypatch.setattr(module.registry, "capability", lambda device: capability)
 
 
 def test_cutlass_names_the_missing_arch(monkeypatch):

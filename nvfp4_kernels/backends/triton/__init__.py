@@ -12,6 +12,8 @@ import os
 
 import torch
 
+from nvfp4_kernels.backends import registry
+
 OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
                  "kv_cache_gather"})
 
@@ -35,7 +37,7 @@ def why_unavailable(device: torch.device) -> str | None:
         return "triton backend runs on CPU tensors only under TRITON_INTERPRET=1 (tests)"
     if device.type != "cuda":
         return f"triton backend needs a CUDA tensor, got {device.type}"
-    major, minor = torch.cuda.get_device_capability(device)
+    major, minor = registry.capability(device)
     if major < 8:
         return f"triton backend needs SM80+, this GPU is SM{major}{minor}"
     return None
