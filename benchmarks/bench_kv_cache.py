@@ -43,13 +43,8 @@ def run(args):
         [(i[2], i[3], i[5]) for i in inputs], args)
     moved = 2 * tokens * heads * dim * (2 + 1)  # K and V: 2-byte values + 1-byte cache
     copy_bw = harness.copy_bandwidth(moved, device, args)
-    rows = []
-    for op, ms in (("write", w_ms), ("gather", g_ms)):
-        bw = moved / (ms * 1e-3)
-        rows.append({"op": op, "tokens": tokens, "heads": heads, "dim": dim, "block_size": bs,
-                     "ms": ms, "bytes": moved, "bandwidth_GBps": bw / 1e9,
-                     "copy_bandwidth_GBps": copy_bw / 1e9, "fraction_of_copy": bw / copy_bw})
-        print(rows[-1])
+    rows = harness.bandwidth_rows({"write": w_ms, "gather": g_ms}, moved, copy_bw,
+                                  tokens=tokens, heads=heads, dim=dim, block_size=bs)
     harness.write_results("bench_kv_cache", rows, args.out)
     return rows
 

@@ -34,13 +34,8 @@ def run(args):
     d_ms = harness.time_ms(lambda d, s, gs: tq.dequantize(d, s, gs, "swizzled", dtype),
                            packed, args)
     copy_bw = harness.copy_bandwidth(q_bytes, device, args)
-    rows = []
-    for op, ms in (("quantize", q_ms), ("dequantize", d_ms)):
-        bw = q_bytes / (ms * 1e-3)
-        rows.append({"op": op, "rows": rows_, "cols": cols, "dtype": str(dtype), "ms": ms,
-                     "bytes": q_bytes, "bandwidth_GBps": bw / 1e9,
-                     "copy_bandwidth_GBps": copy_bw / 1e9, "fraction_of_copy": bw / copy_bw})
-        print(rows[-1])
+    rows = harness.bandwidth_rows({"quantize": q_ms, "dequantize": d_ms}, q_bytes, copy_bw,
+                                  rows=rows_, cols=cols, dtype=str(dtype))
     harness.write_results("bench_quantize", rows, args.out)
     return rows
 

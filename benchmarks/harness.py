@@ -98,6 +98,17 @@ def copy_bandwidth(nbytes: int, device, args) -> float:
     return 2 * n / (ms * 1e-3)
 
 
+def bandwidth_rows(timings: dict, nbytes: int, copy_bw: float, **fields) -> list[dict]:
+    """One row per op of a memory-bound benchmark: its bandwidth and fraction of the copy's."""
+    rows = []
+    for op, ms in timings.items():
+        bw = nbytes / (ms * 1e-3)
+        rows.append({"op": op, **fields, "ms": ms, "bytes": nbytes, "bandwidth_GBps": bw / 1e9,
+                     "copy_bandwidth_GBps": copy_bw / 1e9, "fraction_of_copy": bw / copy_bw})
+        print(rows[-1])
+    return rows
+
+
 def environment() -> dict:
     def git(*cmd):
         try:
