@@ -81,6 +81,37 @@ def time_ms(fn, inputs, args) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def graph_ms(fn, inputs, args) -> float:
+    """Median ms per call of fn over the rotated inputs, replayed from one CUDA graph.
+
+    This is how serving stacks run decode (vLLM, torch.compile "reduce-overhead"): launch cost
+    is gone, so the number is the kernels' own time. One graph calls fn once per input set;
+    do_bench also flushes L2 before each replay.
+    """
+    import triton.testing
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside capture: compiles, allocates workspaces
+        for inp in inputs:
+            fn(*inp)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for inp in inputs:
+            fn(*inp)
+    ms = triton.testing.do_bench(graph.replay, warmup=args.warmup, rep=args.rep,
+                                 return_mode="median")
+    return float(ms) / len(inputs)
+
+
+def try_graph(fn, inputs, args):
+    """(ms, None) from graph_ms, or (None, why not)."""
+    try:
+        return graph_ms(fn, inputs, args), None
+    except Exception as exc:  # noqa: BLE001 (record why a path could not be timed)
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+
+
 def try_time(fn, inputs, args):
     """(ms, None) or (None, error text) for baselines that some torch builds lack."""
     try:

@@ -3,6 +3,7 @@
 // cuda/cutlass backend modules call these.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -24,6 +25,14 @@ std::tuple<at::Tensor, at::Tensor> kv_cache_gather(
     const at::Tensor& key_cache, const at::Tensor& value_cache, const at::Tensor& block_table,
     const at::Tensor& seq_lens, const at::Tensor& k_scale, const at::Tensor& v_scale,
     int64_t total_tokens, at::ScalarType dtype);
+
+// gemm_decode.cu (builds with an SM80-SM90 target; bindings.cpp stubs it otherwise): the
+// decode-size GEMM, 1 <= M <= 16, K % 32 == 0. `a` is fp16/bf16 (W4A16) or packed E2M1 with
+// swizzled a_scale (W4A4); b_scale swizzled or linear; alpha has 1 or N values.
+at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
+                       const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
+                       const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
+                       at::ScalarType out_dtype, int64_t variant = 0);
 
 // gemm_sm120.cu / gemm_sm100.cu (only in builds with sm_120a / sm_100a; bindings.cpp provides
 // stubs that explain what is missing otherwise). D = alpha * A @ B^T, out bf16 or fp16.

@@ -1,18 +1,29 @@
 """The ``cuda`` backend: generic CUDA kernels of the compiled extension, any SM80+ GPU.
 
 Quantize/dequantize (bit-exact with the reference; on sm_100a/sm_120a builds the quantize
-kernel uses the hardware E2M1 conversion) and the FP8 paged KV cache. The work happens in C++
-(csrc/quantize.cu, csrc/kv_cache.cu); these wrappers only adapt arguments.
+kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and the decode-size GEMM
+(csrc/include/nvfp4/decode_gemm.cuh: W4A16 and W4A4 for 1 <= M <= 16 tokens on SM80-SM90).
+GEMM shapes that kernel does not take (more tokens, K not a multiple of 32, unaligned
+pointers, a build without an SM80-SM90 target) go to the next backend that implements the op
+(triton, else reference), so choosing ``cuda`` never narrows what a GEMM call accepts.
+The work happens in C++ (csrc/); these wrappers only adapt arguments.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
 from nvfp4_kernels import _extension
 from nvfp4_kernels.backends import registry
 
-OPS = frozenset({"quantize", "dequantize", "kv_cache_write", "kv_cache_gather"})
+OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
+                 "kv_cache_gather"})
+
+# Largest token count the decode GEMM takes. Past it the weight decode is amortised over enough
+# tokens that the Triton tensor-core tiles win (crossover measured in docs/performance.md).
+DECODE_MAX_M = 16
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -49,6 +60,41 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
     return _c().kv_cache_gather(key_cache, value_cache, block_table, seq_lens,
                                 k_scale.contiguous(), v_scale.contiguous(), int(total_tokens),
                                 dtype)
+
+
+@functools.cache
+def _fallback(op: str, device_type: str, index):
+    """The implementation of `op` that the next backend in line (triton, else reference)
+    provides on this device."""
+    device = torch.device(device_type, index) if index is not None else torch.device(device_type)
+    for name in ("triton", "reference"):
+        if registry.why_not(name, op, device) is None:
+            return registry.backend_module(name).get(op)
+    raise registry.BackendUnavailableError(f"{op}: no fallback backend for {device}")
+
+
+def _decode_gemm_takes(a, b) -> bool:
+    """Whether csrc/gemm_decode.cu takes this problem (see DECODE_MAX_M)."""
+    m, k = a.shape[0], b.shape[1] * 2
+    return (1 <= m <= DECODE_MAX_M and k >= 32 and k % 32 == 0 and b.shape[0] > 0
+            and a.data_ptr() % 16 == 0 and b.data_ptr() % 16 == 0
+            and getattr(_c(), "HAS_DECODE_GEMM", False))
+
+
+def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias):
+    if _decode_gemm_takes(a, b):
+        return _c().gemm_decode(a, None, b, b_scale, scale_layout == "swizzled",
+                                b_alpha.reshape(-1).contiguous(), bias, out_dtype)
+    return _fallback("gemm_w4a16", a.device.type, a.device.index)(
+        a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
+
+
+def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
+    if _decode_gemm_takes(a, b):
+        return _c().gemm_decode(a, a_scale, b, b_scale, True, alpha.reshape(-1).contiguous(),
+                                bias, out_dtype)
+    return _fallback("gemm", a.device.type, a.device.index)(
+        a, b, a_scale, b_scale, alpha, out_dtype, bias)
 
 
 def get(op: str):

@@ -1,0 +1,454 @@
+// Decode-size GEMM (M <= 64 tokens) with NVFP4 weights, for GPUs without FP4 tensor cores
+// (SM80-SM90). Torch-free: raw pointers and int shapes.
+//
+//   D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]),  fp32 accumulation
+//
+// At these sizes the GEMM is bound by reading 4.5-bit weights (an H100 must decode ~5e12
+// weights/s to keep up with HBM), so the kernel is built around that:
+//
+// * Tokens on the narrow side ("swap AB"): mma.sync m16n8k16 with 16 weight rows as the MMA's
+//   M side and 8 tokens as its N side, so M = 1 wastes no weight decode.
+// * K permuted per thread instead of repacked weights: a sum over k does not care which k sits
+//   in which MMA slot as long as A and B agree. Lane (g = lane/4, t = lane%4) loads 16
+//   contiguous bytes (32 values, two scale blocks) of weight rows g and g+8 per 128-wide K chunk
+//   with one 16-byte load each, straight from the checkpoint layout [N, K/2]; the activations
+//   are permuted to match with one byte-permute per register (cheap: one token row per lane).
+// * Word-level decode: from a 32-bit word of 8 nibbles, nibbles (p, p+4) become one fp16x2 or
+//   bf16x2 pair with two shifts and two logic ops (sign bit kept, exponent/mantissa bits moved
+//   under the target's exponent), read as lut * 2^-14 (fp16) or lut * 2^-126 (bf16). One packed
+//   multiply by the block scale (pre-scaled so that the product is lut * s * 2^-14 resp. 2^-8,
+//   exact: at most 6 significant bits, in range) gives the MMA operand; the power of two is
+//   undone once per output in the epilogue.
+// * KW warps of a CTA split the K range of the same 16*WT weight rows and reduce through shared
+//   memory in a fixed order (deterministic, no atomics, no workspace, CUDA-graph safe).
+// * Weights are streamed with L1 no-allocate loads; a register ring of STAGES chunks keeps
+//   STAGES - 1 chunks (~1 KB of weights each per warp) in flight; activations (re-read by every
+//   CTA) come from L1 and ride in the same ring, so no load sits right before its use.
+#pragma once
+
+#include <cstdint>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "nvfp4/common.cuh"
+
+namespace nvfp4::decode_gemm {
+
+// What the A operand (activations) holds.
+enum class Act : int { kHalf = 0, kBFloat16 = 1, kNvfp4 = 2 };
+
+enum BiasKind : int { kNoBias = 0, kBiasHalf = 1, kBiasBFloat16 = 2, kBiasFloat = 3 };
+
+struct Params {
+  const void* a;             // [M, K] fp16/bf16, or [M, K/2] packed E2M1 (Act::kNvfp4)
+  const uint8_t* a_scale;    // swizzled e4m3 scales of A (Act::kNvfp4 only)
+  const uint8_t* b;          // [N, K/2] packed E2M1 weights
+  const uint8_t* b_scale;    // e4m3 scales of B, swizzled (128x4) or linear [N, K/16]
+  const float* alpha;        // 1 value, or N when alpha_per_row
+  const void* bias;          // [N] or nullptr
+  void* out;                 // [M, N] fp16 or bf16
+  int m, n, k;               // k % 32 == 0
+  int b_scale_swizzled;
+  int alpha_per_row;
+  int bias_kind;
+  int out_bf16;
+};
+
+// A launch shape: KW warps per CTA split the K range of the CTA's 16 rows; STAGES chunks per
+// warp sit in the register ring; MIN_BLOCKS CTAs per SM bound the registers.
+template <int KW_, int STAGES_, int MIN_BLOCKS_>
+struct Shape {
+  static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_;
+  static constexpr int kThreads = KW * 32;
+};
+constexpr int kChunk = 128;    // K values per warp step: 32 per lane of a quad
+
+// Token tiles of 8 the kernel is built for: M <= 16. Past that the activations of the ring no
+// longer fit in registers and the Triton tensor-core tiles are faster (docs/performance.md).
+constexpr int kMaxTokenTiles = 2;
+constexpr int kWT = 1;  // 16-row weight tiles per warp
+
+// ---- element decode -------------------------------------------------------------------------
+
+// Nibbles (P, P+4) of q -> fp16x2 bits reading lut * 2^-14 (low half = nibble P).
+template <int P>
+__device__ __forceinline__ uint32_t e2m1_pair_half(uint32_t q) {
+  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
+  const uint32_t em = (P == 3 ? (q >> 3) : (q << (9 - 4 * P))) & 0x0E000E00u;
+  return sign | em;
+}
+
+// Nibbles (P, P+4) of q -> bf16x2 bits reading lut * 2^-126 (exponent/mantissa at bits 6..8).
+template <int P>
+__device__ __forceinline__ uint32_t e2m1_pair_bf16(uint32_t q) {
+  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
+  const uint32_t em = (P < 2 ? (q << (6 - 4 * P)) : (q >> (4 * P - 6))) & 0x01C001C0u;
+  return sign | em;
+}
+
+__device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b, bool bf16) {
+  uint32_t d;
+  if (bf16) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+#else
+    // sm_80: no bf16 mul; fma with -0 adds nothing and keeps the product's sign of zero.
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+#endif
+  } else {
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  }
+  return d;
+}
+
+// Two adjacent e4m3 scale bytes (low byte = first block) -> two packed operands, each the
+// block's scale broadcast to both halves: fp16 s (exact), or bf16 s * 2^118 (exact; the bf16
+// weight bits carry 2^-126, so the product is lut * s * 2^-8).
+__device__ __forceinline__ void scale_pair(uint32_t two_bytes, bool bf16, uint32_t& s0,
+                                           uint32_t& s1) {
+  // e4m3 -> fp16 exactly: exponent/mantissa moved under fp16's (reads s * 2^-8), times 2^8.
+  const uint32_t spread = __byte_perm(two_bytes, 0u, 0x4140);  // byte0 -> half0, byte1 -> half1
+  const uint32_t bits = ((spread & 0x00800080u) << 8) | ((spread & 0x007F007Fu) << 7);
+  __half2 h = *reinterpret_cast<const __half2*>(&bits);
+  h = __hmul2(h, __half2(__half(256.0f), __half(256.0f)));
+  if (!bf16) {
+    const uint32_t v = *reinterpret_cast<const uint32_t*>(&h);
+    s0 = __byte_perm(v, v, 0x1010);
+    s1 = __byte_perm(v, v, 0x3232);
+    return;
+  }
+  const float2 f = __half22float2(h);
+  const float k2p118 = 0x1p118f;
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * k2p118, f.y * k2p118);
+  const uint32_t v = *reinterpret_cast<const uint32_t*>(&b);
+  s0 = __byte_perm(v, v, 0x1010);
+  s1 = __byte_perm(v, v, 0x3232);
+}
+
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1, bool bf16) {
+  if (bf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// ---- loads ----------------------------------------------------------------------------------
+
+// Weights are read exactly once: keep them out of L1 so the activations stay there.
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint4 load_cached(const void* p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+__device__ __forceinline__ uint32_t load_u16(const uint8_t* p) {
+  return static_cast<uint32_t>(__ldg(reinterpret_cast<const unsigned short*>(p)));
+}
+
+// Scale byte offsets split into a row part (computed once per thread) and a K part (per chunk),
+// so the inner loop does no 64-bit index arithmetic. `cb` is an even block index.
+__device__ __forceinline__ int64_t scale_row_offset(int64_t r, int64_t k, bool swizzled) {
+  if (!swizzled) return r * (k / kBlock);
+  const int64_t cols_p = ceil_to(k / kBlock, 4);
+  return (r >> 7) * (cols_p >> 2) * 512 + (r & 31) * 16 + ((r >> 5) & 3) * 4;
+}
+__device__ __forceinline__ int scale_col_offset(int cb, bool swizzled) {
+  return swizzled ? (cb >> 2) * 512 + (cb & 3) : cb;
+}
+
+// Where one lane reads weights: rows g and g+8 of each row tile (clamped to N-1: rows past N are
+// computed and never stored, so the loads need no predicate).
+template <int WT>
+struct WeightRows {
+  const uint8_t* q[WT][2];
+  const uint8_t* s[WT][2];
+};
+
+template <int WT>
+__device__ __forceinline__ void weight_rows(WeightRows<WT>& w, const Params& p, int row0, int lane) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t r = min(row0 + 16 * i + (lane >> 2) + 8 * h, p.n - 1);
+      w.q[i][h] = p.b + r * (p.k / 2);
+      w.s[i][h] = p.b_scale + scale_row_offset(r, p.k, p.b_scale_swizzled);
+    }
+}
+
+// One warp's weight registers for one K chunk: WT row tiles x rows (g, g+8).
+template <int WT>
+struct WeightChunk {
+  uint4 q[WT][2];
+  uint32_t s[WT][2];  // two scale bytes (blocks 2t, 2t+1) in the low 16 bits
+};
+
+template <int WT>
+__device__ __forceinline__ void load_weights(WeightChunk<WT>& w, const WeightRows<WT>& rows,
+                                             const Params& p, int chunk, int lane) {
+  // The last chunk may end before 128: lanes past K re-read the last 32 values (their
+  // activations are zero, so they add nothing) instead of branching.
+  const int kq = min(chunk * kChunk + 32 * (lane & 3), p.k - 32);
+  const int so = scale_col_offset(kq / kBlock, p.b_scale_swizzled);
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      w.q[i][h] = load_stream(rows.q[i][h] + kq / 2);
+      w.s[i][h] = load_u16(rows.s[i][h] + so);
+    }
+}
+
+// What one lane holds of one token's K chunk (its 32 values): the raw loaded words. Loaded a
+// few chunks ahead together with the weights (see Stage), so no load sits right before its use.
+template <Act A>
+struct ActChunk {
+  uint4 v[4];  // 16-bit activations: k pairs (0,1) (2,3) (4,5) (6,7) of each 8-value word
+};
+template <>
+struct ActChunk<Act::kNvfp4> {
+  uint4 q;      // 32 packed values
+  uint32_t sc;  // the two block scale bytes
+};
+
+// Where one lane reads the activations of token `tok` (clamped; `live` says whether it exists).
+struct ActRow {
+  const uint8_t* a;      // row start (bytes)
+  const uint8_t* scale;  // swizzled scale row part (Act::kNvfp4)
+  bool live;
+};
+
+template <Act A>
+__device__ __forceinline__ ActRow act_row(const Params& p, int tok) {
+  const int64_t r = min(tok, p.m - 1);
+  const int64_t row_bytes = A == Act::kNvfp4 ? p.k / 2 : static_cast<int64_t>(p.k) * 2;
+  return {static_cast<const uint8_t*>(p.a) + r * row_bytes,
+          A == Act::kNvfp4 ? p.a_scale + scale_row_offset(r, p.k, true) : nullptr, tok < p.m};
+}
+
+// Lanes past M or past K load zeros: they then add nothing to the sums.
+template <Act A>
+__device__ __forceinline__ void load_activations(ActChunk<A>& x, const ActRow& row,
+                                                 const Params& p, int chunk, int lane) {
+  const int kk = chunk * kChunk + 32 * (lane & 3);
+  const bool ok = row.live && kk < p.k;
+  if constexpr (A == Act::kNvfp4) {
+    x.q = ok ? load_cached(row.a + kk / 2) : make_uint4(0, 0, 0, 0);
+    x.sc = ok ? load_u16(row.scale + scale_col_offset(kk / kBlock, true)) : 0u;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      x.v[j] = ok ? load_cached(row.a + 2 * (kk + 8 * j)) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// The B operands for MMA steps 2J and 2J+1 of one K chunk, in the order of the weight decode:
+// b[0][*] (step 2J) holds k = 8J + (0, 4) and 8J + (1, 5); b[1][*] (step 2J+1) holds
+// k = 8J + (2, 6) and 8J + (3, 7), k counted from the lane's first value.
+template <Act A, int J>
+__device__ __forceinline__ void activation_word(uint32_t (&b)[2][2], const ActChunk<A>& x,
+                                                uint32_t s0, uint32_t s1) {
+  if constexpr (A == Act::kNvfp4) {
+    // Packed activations decode straight into (p, p+4) pairs: no permute needed.
+    const uint32_t q = J == 0 ? x.q.x : J == 1 ? x.q.y : J == 2 ? x.q.z : x.q.w;
+    const uint32_t s = J < 2 ? s0 : s1;
+    b[0][0] = hmul2_bits(e2m1_pair_half<0>(q), s, false);
+    b[0][1] = hmul2_bits(e2m1_pair_half<1>(q), s, false);
+    b[1][0] = hmul2_bits(e2m1_pair_half<2>(q), s, false);
+    b[1][1] = hmul2_bits(e2m1_pair_half<3>(q), s, false);
+  } else {
+    const uint4 v = x.v[J];
+    b[0][0] = __byte_perm(v.x, v.z, 0x5410);
+    b[0][1] = __byte_perm(v.x, v.z, 0x7632);
+    b[1][0] = __byte_perm(v.y, v.w, 0x5410);
+    b[1][1] = __byte_perm(v.y, v.w, 0x7632);
+  }
+}
+
+// Decode the A operand (weights) for MMA step S of row tile i.
+template <int S, bool BF16, int WT>
+__device__ __forceinline__ void weight_operand(uint32_t (&a)[4], const WeightChunk<WT>& w, int i,
+                                               const uint32_t (&sc)[WT][2][2]) {
+  constexpr int J = S / 2;
+  const uint32_t q0 = J == 0 ? w.q[i][0].x : J == 1 ? w.q[i][0].y : J == 2 ? w.q[i][0].z
+                                                                          : w.q[i][0].w;
+  const uint32_t q1 = J == 0 ? w.q[i][1].x : J == 1 ? w.q[i][1].y : J == 2 ? w.q[i][1].z
+                                                                          : w.q[i][1].w;
+  const uint32_t s0 = sc[i][0][J / 2], s1 = sc[i][1][J / 2];
+  constexpr int P0 = (S % 2) * 2, P1 = P0 + 1;
+  if constexpr (BF16) {
+    a[0] = hmul2_bits(e2m1_pair_bf16<P0>(q0), s0, true);
+    a[1] = hmul2_bits(e2m1_pair_bf16<P0>(q1), s1, true);
+    a[2] = hmul2_bits(e2m1_pair_bf16<P1>(q0), s0, true);
+    a[3] = hmul2_bits(e2m1_pair_bf16<P1>(q1), s1, true);
+  } else {
+    a[0] = hmul2_bits(e2m1_pair_half<P0>(q0), s0, false);
+    a[1] = hmul2_bits(e2m1_pair_half<P0>(q1), s1, false);
+    a[2] = hmul2_bits(e2m1_pair_half<P1>(q0), s0, false);
+    a[3] = hmul2_bits(e2m1_pair_half<P1>(q1), s1, false);
+  }
+}
+
+// Steps 2J and 2J+1 of a chunk: decode each row tile's operand once, use it for every token tile.
+template <Act A, int MT, int WT, int J>
+__device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4], const WeightChunk<WT>& w,
+                                         const uint32_t (&sc)[WT][2][2],
+                                         const ActChunk<A> (&x)[MT], const uint32_t (&xs)[MT][2]) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t b[MT][2][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) activation_word<A, J>(b[mt], x[mt], xs[mt][0], xs[mt][1]);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < WT; ++i) {
+      uint32_t a[4];
+      if (half == 0)
+        weight_operand<2 * J, kBf16>(a, w, i, sc);
+      else
+        weight_operand<2 * J + 1, kBf16>(a, w, i, sc);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) mma_16816(acc[i][mt], a, b[mt][half][0], b[mt][half][1], kBf16);
+    }
+  }
+}
+
+// Everything one warp loads for one K chunk.
+template <Act A, int MT, int WT>
+struct Stage {
+  WeightChunk<WT> w;
+  ActChunk<A> x[MT];
+};
+
+template <Act A, int MT, int WT>
+__device__ __forceinline__ void load_stage(Stage<A, MT, WT>& st, const WeightRows<WT>& rows,
+                                           const ActRow (&arow)[MT], const Params& p, int chunk,
+                                           int lane) {
+  load_weights(st.w, rows, p, chunk, lane);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) load_activations<A>(st.x[mt], arow[mt], p, chunk, lane);
+}
+
+template <Act A, int MT, int WT>
+__device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t sc[WT][2][2];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) scale_pair(st.w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
+  uint32_t xs[MT][2] = {};
+  if constexpr (A == Act::kNvfp4) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) scale_pair(st.x[mt].sc, false, xs[mt][0], xs[mt][1]);
+  }
+  mma_word<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+}
+
+__device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
+  switch (p.bias_kind) {
+    case kBiasHalf: return __half2float(static_cast<const __half*>(p.bias)[r]);
+    case kBiasBFloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p.bias)[r]);
+    case kBiasFloat: return static_cast<const float*>(p.bias)[r];
+    default: return 0.0f;
+  }
+}
+
+// The power of two the decoded operands carry (see the header comment).
+template <Act A>
+__host__ __device__ constexpr float unfold() {
+  return A == Act::kHalf ? 16384.0f : A == Act::kBFloat16 ? 256.0f : 268435456.0f;
+}
+
+// Grid: (ceil(N / 16), 1), S::kThreads threads. Shared memory: S::KW * MT * 32 * 4 floats.
+template <Act A, int MT, class S>
+__global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel(const Params p) {
+  constexpr int kWarps = S::KW, kStages = S::STAGES, kThreads = S::kThreads;
+  static_assert(MT >= 1 && MT <= kMaxTokenTiles, "decode GEMM: M <= 16");
+  constexpr int WT = kWT;
+  extern __shared__ float partial[];  // [kWarps][WT][MT][4][32]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row0 = blockIdx.x * 16 * WT;
+  const int chunks = (p.k + kChunk - 1) / kChunk;
+
+  float acc[WT][MT][4];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][mt][e] = 0.0f;
+
+  // Warp `warp` takes chunks warp, warp + kWarps, ...: the CTA's warps read neighbouring
+  // chunks of the same rows at the same time.
+  WeightRows<WT> rows;
+  weight_rows(rows, p, row0, lane);
+  ActRow arow[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) arow[mt] = act_row<A>(p, mt * 8 + (lane >> 2));
+  // A ring of kStages chunks per warp: compute one, then refill its slot kStages chunks ahead,
+  // so kStages - 1 chunks of loads are in flight while a chunk is decoded.
+  Stage<A, MT, WT> ring[kStages];
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) load_stage(ring[s], rows, arow, p, warp + s * kWarps, lane);
+  for (int c0 = warp; c0 < chunks; c0 += kStages * kWarps) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      const int c = c0 + s * kWarps;
+      if (c < chunks) {
+        compute_stage<A, MT, WT>(acc, ring[s]);
+        if (c + kStages * kWarps < chunks)
+          load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
+      }
+    }
+  }
+
+  // Fixed-order reduction of the kWarps partial sums (deterministic).
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        partial[(((warp * WT + i) * MT + mt) * 4 + e) * 32 + lane] = acc[i][mt][e];
+  __syncthreads();
+  // Each thread of the CTA finishes some of the WT*MT*4*32 fragment elements.
+  constexpr int kElems = WT * MT * 4 * 32;
+  for (int idx = threadIdx.x; idx < kElems; idx += kThreads) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w * kElems + idx];
+    const int l = idx & 31, e = (idx >> 5) & 3, mt = (idx >> 7) % MT, i = (idx >> 7) / MT;
+    // Accumulator element e of lane l: weight row g (+8 for e >= 2), token 2t + (e & 1).
+    const int64_t r = row0 + 16 * i + (l >> 2) + 8 * (e >> 1);
+    const int tok = mt * 8 + 2 * (l & 3) + (e & 1);
+    if (r >= p.n || tok >= p.m) continue;
+    const float alpha = p.alpha[p.alpha_per_row ? r : 0];
+    const float v = sum * unfold<A>() * alpha + load_bias(p, r);
+    const int64_t o = static_cast<int64_t>(tok) * p.n + r;
+    if (p.out_bf16)
+      static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
+    else
+      static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+  }
+}
+
+}  // namespace nvfp4::decode_gemm

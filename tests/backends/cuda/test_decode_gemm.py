@@ -1,0 +1,159 @@
+"""The decode-size GEMM of the cuda backend (csrc/include/nvfp4/decode_gemm.cuh) on the GPU:
+within the accuracy bar against a float64 reference on fresh random data and odd shapes, every
+E2M1 code and extreme e4m3 scales decoded exactly, deterministic, outputs written over poisoned
+memory. Skips without a GPU or without an extension built for an SM80-SM90 target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nvfp4_kernels as nk
+from nvfp4_kernels import _extension
+from nvfp4_kernels import reference as ref
+from nvfp4_kernels.backends import cuda
+from tests.conftest import rel_error
+
+BAR = 5e-3
+_HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+_REASON = cuda.why_unavailable(_HERE)
+if _REASON is None and not getattr(_extension.extension(), "HAS_DECODE_GEMM", False):
+    _REASON = "extension built without an SM80-SM90 target (no decode GEMM)"
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=str(_REASON))]
+
+
+def _poison(nbytes=64 << 20):
+    """Fill memory the caching allocator hands out next with NaN-ish bytes."""
+    block = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    block.fill_(0xFF)
+    del block
+
+
+def _weight(n, k, layout, gen):
+    # Per-column magnitudes over 6 decades: block scales span e4m3's range, subnormals included,
+    # while fp16 outputs stay finite.
+    w = torch.randn(n, k, generator=gen) * torch.logspace(-5, 1, k)[torch.randperm(k, generator=gen)]
+    return nk.quantize(w.cuda(), scale_layout=layout)
+
+
+def _f64(q: nk.NVFP4):
+    flat = q.as_2d()
+    return ref.dequantize_unscaled(flat.data.cpu(), flat.scale.cpu(), q.scale_layout,
+                                   torch.float64) / q.global_scale.double().cpu()
+
+
+def _direct(a, a_scale, w, alpha, bias, out_dtype):
+    """The kernel itself (not a fallback): the extension entry point."""
+    _poison()
+    return _extension.extension().gemm_decode(a, a_scale, w.data, w.scale,
+                                              w.scale_layout == "swizzled", alpha, bias,
+                                              out_dtype)
+
+
+@pytest.mark.parametrize("m", [1, 3, 8, 9, 15, 16])
+@pytest.mark.parametrize("n,k", [(16, 32), (50, 96), (130, 160), (300, 1024)])
+@pytest.mark.parametrize("a_dtype", [torch.bfloat16, torch.float16])
+def test_w4a16_within_bar(m, n, k, a_dtype):
+    gen = torch.Generator().manual_seed(m * 1009 + n * 31 + k)
+    w = _weight(n, k, "swizzled", gen)
+    a = (torch.randn(m, k, generator=gen) * 3).to(a_dtype).cuda()
+    alpha = (1.0 / w.global_scale).reshape(1).float()
+    for out_dtype in (torch.bfloat16, torch.float16):
+        y = _direct(a, None, w, alpha, None, out_dtype)
+        assert y.dtype == out_dtype and y.shape == (m, n)
+        assert torch.isfinite(y).all()
+        assert rel_error(y, a.double().cpu() @ _f64(w).T) < BAR
+
+
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.parametrize("bias_dtype", [None, torch.float32, torch.bfloat16, torch.float16])
+def test_w4a16_layouts_bias_and_per_row_alpha(layout, bias_dtype):
+    gen = torch.Generator().manual_seed(11)
+    m, n, k = 5, 200, 384
+    w = _weight(n, k, layout, gen)
+    a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
+    bias = None if bias_dtype is None else torch.randn(n, generator=gen).to(bias_dtype).cuda()
+    per_row = torch.rand(n, generator=gen) + 0.5  # fused shards with their own scales
+    alpha = (per_row / w.global_scale.cpu()).float().cuda()
+    y = _direct(a, None, w, alpha, bias, torch.bfloat16)
+    want = (a.double().cpu() @ _f64(w).T) * per_row.double()
+    if bias is not None:
+        want = want + bias.double().cpu()
+    assert rel_error(y, want) < BAR
+
+
+@pytest.mark.parametrize("m", [1, 7, 9, 16])
+@pytest.mark.parametrize("n,k", [(48, 64), (260, 512)])
+def test_w4a4_within_bar(m, n, k):
+    gen = torch.Generator().manual_seed(m * 17 + n + k)
+    w = _weight(n, k, "swizzled", gen)
+    qa = nk.quantize((torch.randn(m, k, generator=gen) * 4).cuda())
+    alpha = (1.0 / (qa.global_scale * w.global_scale)).reshape(1).float()
+    y = _direct(qa.data, qa.scale, w, alpha, None, torch.bfloat16)
+    assert rel_error(y, _f64(qa) @ _f64(w).T) < BAR
+
+
+@pytest.mark.parametrize("a_dtype", [torch.bfloat16, torch.float16])
+def test_every_code_and_extreme_scales_exact(a_dtype):
+    """One weight row per (code, scale): with a one-hot activation the output is the decoded
+    weight itself, lut[code] * s, which must come out exactly (it is representable)."""
+    codes = torch.arange(16, dtype=torch.uint8)
+    scale_bytes = torch.tensor([0x01, 0x07, 0x08, 0x38, 0x40, 0x7E], dtype=torch.uint8)  # 2^-9 .. 448
+    n, k = 16 * len(scale_bytes), 64
+    data = (codes.repeat_interleave(len(scale_bytes)) * 0x11).reshape(n, 1).repeat(1, k // 2)
+    scale_lin = scale_bytes.repeat(16).reshape(n, 1).repeat(1, k // 16).view(torch.float8_e4m3fn)
+    w = nk.NVFP4(data.cuda(), ref.swizzle_scales(scale_lin).cuda(),
+                 torch.tensor(1.0, device="cuda"), "swizzled", torch.Size((n, k)))
+    a = torch.zeros(8, k, dtype=a_dtype)
+    for i in range(8):
+        a[i, 5 * i + 1] = 1.0  # token i picks column 5i+1 (odd: the high nibble)
+    want = ref.dequantize_unscaled(data, scale_lin, "linear", torch.float64)[:, 1::5][:, :8].T
+    y = _direct(a.cuda(), None, w, torch.ones(1, device="cuda"), None, torch.float16)
+    assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
+
+
+def test_deterministic_and_through_the_op():
+    gen = torch.Generator().manual_seed(5)
+    w = _weight(1000, 2048, "swizzled", gen)
+    a = torch.randn(16, 2048, generator=gen).to(torch.bfloat16).cuda()
+    alpha = (1.0 / w.global_scale).reshape(1).float()
+    first = _direct(a, None, w, alpha, None, torch.bfloat16)
+    for _ in range(3):
+        assert torch.equal(_direct(a, None, w, alpha, None, torch.bfloat16), first)
+    via_op = torch.ops.nvfp4.gemm_w4a16(a, w.data, w.scale, alpha, "swizzled", None, None,
+                                        backend="cuda")
+    assert torch.equal(via_op, first)
+    assert torch.equal(nk.gemm(a, w, backend="cuda"), first)
+
+
+def test_shapes_the_kernel_does_not_take_fall_back():
+    gen = torch.Generator().manual_seed(6)
+    for m, k in ((17, 64), (4, 48), (0, 64)):  # too many tokens, K % 32 != 0, no tokens
+        w = _weight(40, k, "swizzled", gen)
+        a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
+        assert not cuda._decode_gemm_takes(a, w.data)
+        y = nk.gemm(a, w, backend="cuda")
+        assert y.shape == (m, 40)
+        if m:
+            assert rel_error(y, a.double().cpu() @ _f64(w).T) < BAR
+
+
+def test_cuda_graph_capture_and_replay():
+    gen = torch.Generator().manual_seed(8)
+    w = _weight(512, 1024, "swizzled", gen)
+    a = torch.randn(4, 1024, generator=gen).to(torch.bfloat16).cuda()
+    alpha = (1.0 / w.global_scale).reshape(1).float()
+    eager = _direct(a, None, w, alpha, None, torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        _direct(a, None, w, alpha, None, torch.bfloat16)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = _extension.extension().gemm_decode(a, None, w.data, w.scale, True, alpha, None,
+                                                 torch.bfloat16)
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)
