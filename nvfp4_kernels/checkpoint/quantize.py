@@ -169,6 +169,12 @@ class _Partial:
     either published onto OUT by one rename or removed. Never touches anything else."""
 
     def __init__(self, out_dir: Path):
+        for ancestor in out_dir.absolute().parents:  # nearest existing one must be a directory
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise NotADirectoryError(f"{ancestor}: is not a directory, so {out_dir} "
+                                             "cannot be created")
+                break
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{PARTIAL_TAG}{os.getpid()}-",
                                           dir=out_dir.parent))

@@ -12,14 +12,9 @@ import argparse
 import importlib
 import os
 import sys
-import warnings
 
 SUBCOMMANDS = ("info", "bench", "quantize_checkpoint")
 TRACEBACK_ENV = "NVFP4_CLI_TRACEBACK"
-
-# torch warns at import when NumPy is missing; numpy is a dependency, but a broken environment
-# should not put a warning in front of every command's output.
-warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 
 def _version() -> str:
