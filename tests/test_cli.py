@@ -43,8 +43,8 @@ def test_bench_writes_rows(tmp_path, capsys):
     (["--shapes", "3x32"], "error: --shapes: expected MxNxK, got '3x32'"),
     (["--shapes", "8x128x100"], "error: --shapes: K must be a multiple of 16"),
     (["--ops", "quantize,nope"], "error: --ops: unknown ['nope']"),
-    (["--backend", "triton", "--shapes", "2x16x16"], "error: quantize: backend='triton' cannot "
-                                                     "run on cpu"),
+    (["--backend", "cutlass", "--shapes", "2x16x16"], "error: quantize: backend='cutlass' "
+                                                      "cannot run on cpu"),
 ])
 def test_bench_errors_are_one_line(args, message, capsys):
     assert main(["bench", "--device", "cpu", *args]) == 2

@@ -28,7 +28,7 @@ _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or inconsistent; the message starts with the path."""
+    """A checkpoint file is missing, unreadable or inconsistent; the message names the file."""
 
 
 def _read_json(path: Path, what: str) -> dict:
