@@ -12,10 +12,72 @@ from typing import NamedTuple
 
 import torch
 
-from nvfp4_kernels.reference import BLOCK, swizzle_scales, unswizzle_scales
+from nvfp4_kernels import _scales
+from nvfp4_kernels.reference import (BLOCK, swizzle_scales, swizzled_shape,
+                                      unswizzle_scales)
 
 
-class NVFP4(NamedTuple):
+_LAYOUTS = ("swizzled", "linear")
+_SCALE_DTYPES = (torch.float8_e4m3fn, torch.uint8)  # uint8: raw e4m3 bytes, as vLLM stores some
+
+
+def _describe(t) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def _validate(data, scale, global_scale, scale_layout, shape) -> None:
+    """Shape/dtype/device agreement of the five fields; no value is read from a device."""
+    for name, t in (("data", data), ("scale", scale), ("global_scale", global_scale)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"NVFP4.{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if scale_layout not in _LAYOUTS:
+        raise ValueError(f"NVFP4.scale_layout: must be 'swizzled' or 'linear', got "
+                         f"{scale_layout!r}")
+    if len(shape) == 0:
+        raise ValueError("NVFP4.shape: expected at least 1 dim (the quantized last dim K), got ()")
+    cols = shape[-1]
+    if cols % BLOCK:
+        raise ValueError(f"NVFP4.shape: the last dim K must be a multiple of {BLOCK}, got shape "
+                         f"{tuple(shape)}")
+    if data.dtype != torch.uint8:
+        raise TypeError(f"NVFP4.data: expected uint8 (two E2M1 codes per byte), got "
+                        f"{_describe(data)}")
+    want = (*shape[:-1], cols // 2)
+    if tuple(data.shape) != want:
+        raise ValueError(f"NVFP4.data: a tensor of logical shape {tuple(shape)} needs data of "
+                         f"shape {want}, got {_describe(data)}")
+    if scale.dtype not in _SCALE_DTYPES:
+        raise TypeError(f"NVFP4.scale: expected float8_e4m3fn (or its uint8 bytes), got "
+                        f"{_describe(scale)}")
+    if scale_layout == "linear":
+        want = (*shape[:-1], cols // BLOCK)
+        if tuple(scale.shape) != want:
+            raise ValueError(f"NVFP4.scale: linear scales for logical shape {tuple(shape)} must "
+                             f"have shape {want}, got {_describe(scale)}")
+    else:
+        rows = math.prod(shape[:-1])
+        rp, cp = swizzled_shape(rows, cols // BLOCK)
+        if scale.numel() != rp * cp:
+            raise ValueError(f"NVFP4.scale: swizzled scales for {rows} rows x {cols // BLOCK} "
+                             f"scale columns need {rp}x{cp} = {rp * cp} elements, got "
+                             f"{_describe(scale)}")
+    if global_scale.dtype != torch.float32 or global_scale.numel() != 1:
+        raise TypeError(f"NVFP4.global_scale: expected one float32 value (0-dim), got "
+                        f"{_describe(global_scale)}")
+    if not (data.device == scale.device == global_scale.device):
+        raise ValueError(f"NVFP4: data ({data.device}), scale ({scale.device}) and global_scale "
+                         f"({global_scale.device}) must be on one device")
+
+
+class _Fields(NamedTuple):
+    data: torch.Tensor
+    scale: torch.Tensor
+    global_scale: torch.Tensor
+    scale_layout: str
+    shape: torch.Size
+
+
+class NVFP4(_Fields):
     """A tensor of logical ``shape`` (..., K) quantized along its last dim.
 
     data          uint8 (..., K/2), two E2M1 codes per byte (element 2i in the low nibble)
@@ -24,13 +86,43 @@ class NVFP4(NamedTuple):
     global_scale  0-dim float32, encode direction (448*6/amax); dequantize divides by it
     scale_layout  "swizzled" or "linear"
     shape         logical shape of the unquantized tensor
+
+    Construction checks that the fields agree (dtypes, shapes, layout, device) and raises a
+    ``TypeError``/``ValueError`` naming the field otherwise. It reads no device value: a CPU
+    ``global_scale`` is checked to be finite and > 0 on the spot, a GPU one only with
+    ``nk.debug.set_checks(True)`` (docs/api.md, "Scale validation").
     """
 
-    data: torch.Tensor
-    scale: torch.Tensor
-    global_scale: torch.Tensor
-    scale_layout: str
-    shape: torch.Size
+    __slots__ = ()
+
+    def __new__(cls, data, scale, global_scale, scale_layout, shape):
+        shape = torch.Size(shape)
+        _validate(data, scale, global_scale, scale_layout, shape)
+        _scales.check_entering_scale("NVFP4.global_scale", global_scale)
+        return super().__new__(cls, data, scale, global_scale, scale_layout, shape)
+
+    def _replace(self, **changes) -> "NVFP4":
+        fields = self._asdict()
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise ValueError(f"NVFP4._replace: unknown field(s) {sorted(unknown)}")
+        fields.update(changes)
+        if "global_scale" not in changes:  # already checked: skip the value check
+            shape = torch.Size(fields["shape"])
+            _validate(fields["data"], fields["scale"], fields["global_scale"],
+                      fields["scale_layout"], shape)
+            return _Fields.__new__(type(self), fields["data"], fields["scale"],
+                                   fields["global_scale"], fields["scale_layout"], shape)
+        return type(self)(**fields)
+
+    def __repr__(self) -> str:
+        gs = self.global_scale
+        try:
+            value = f"{float(gs.reshape(())):.6g}" if gs.device.type != "meta" else "?"
+        except Exception:  # fake tensors while tracing have no value
+            value = "?"
+        return (f"NVFP4(shape={tuple(self.shape)}, scale_layout={self.scale_layout!r}, "
+                f"device={self.device}, global_scale={value})")
 
     @property
     def rows(self) -> int:

@@ -33,10 +33,12 @@ and loses precision in the shards with the smaller range.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from nvfp4_kernels import api
+from nvfp4_kernels import _scales, api
 from nvfp4_kernels import ops as _ops  # noqa: F401  (registers torch.ops.nvfp4)
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.reference import BLOCK
@@ -46,12 +48,9 @@ _COMPUTE_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def _positive_f32(value, device, what: str) -> torch.Tensor:
-    """A float32 vector from a tensor/float; refuses zero, negative, inf or NaN entries."""
-    t = value if isinstance(value, torch.Tensor) else torch.tensor([float(value)])
-    t = t.detach().to(device=device, dtype=torch.float32).reshape(-1)
-    if not bool(torch.all(torch.isfinite(t) & (t > 0))):
-        raise ValueError(f"{what}: must be finite and > 0, got {t.tolist()[:8]}")
-    return t
+    """A float32 vector from a tensor/float; refuses zero, negative, inf or NaN entries
+    (the shared check of nvfp4_kernels._scales; this is construction time, not the hot path)."""
+    return _scales.as_scale_tensor(what, value, device)
 
 
 def weight_alpha_from_global_scale(gs) -> torch.Tensor:
@@ -73,6 +72,9 @@ class NVFP4Linear(nn.Module):
         super().__init__()
         if activations not in ACTIVATIONS:
             raise ValueError(f"activations: must be one of {ACTIVATIONS}, got {activations!r}")
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
         if in_features % BLOCK:
             raise ValueError(f"in_features: must be a multiple of {BLOCK} for NVFP4, got "
                              f"{in_features}")
@@ -153,7 +155,7 @@ class NVFP4Linear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, activations: str = "nvfp4", input_global_scale=None,
                     *, weight_global_scale=None, **kwargs) -> "NVFP4Linear":
-        """Round-to-nearest quantization of ``linear.weight`` (DESIGN §2), on its device.
+        """Round-to-nearest quantization of ``linear.weight`` (docs/format.md), on its device.
 
         input_global_scale: static activation gs for W4A4 (``448*6/calibrated_amax``); None
         quantizes activations with a per-call gs. Refused with ``activations="bf16"``.
@@ -224,11 +226,20 @@ class NVFP4Linear(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weight_alpha may be [1] or [N] and input_global_scale may come or go: size the buffers
-        # to what the state dict holds before the default copy.
+        # to what the state dict holds before the default copy. The scales are validated first
+        # (the same check as construction), so a bad state dict changes nothing in this layer.
         alpha = state_dict.get(prefix + "weight_alpha")
+        in_gs = state_dict.get(prefix + "input_global_scale")
+        if alpha is not None:
+            _scales.check_scale_tensor(prefix + "weight_alpha", alpha,
+                                       numel=(1, self.out_features))
+        if in_gs is not None:
+            if self.activations != "nvfp4":
+                raise ValueError(f"{prefix}input_global_scale: only meaningful with "
+                                 "activations='nvfp4' (this layer is weight-only)")
+            _scales.check_scale_tensor(prefix + "input_global_scale", in_gs, numel=(1,))
         if alpha is not None and alpha.shape != self.weight_alpha.shape:
             self.weight_alpha = torch.empty_like(alpha, device=self.weight.device)
-        in_gs = state_dict.get(prefix + "input_global_scale")
         if in_gs is not None and self.input_global_scale is None:
             self.input_global_scale = torch.empty_like(in_gs, device=self.weight.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -258,7 +269,7 @@ class NVFP4Linear(nn.Module):
             raise ValueError(f"x: expected last dim {self.in_features}, got shape "
                              f"{tuple(x.shape)}")
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
+        x2 = x.reshape(math.prod(lead), self.in_features)  # not -1: K = 0 must work
         out_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else self.compute_dtype
         if self.activations == "bf16":
             a = x2 if x2.dtype in _COMPUTE_DTYPES else x2.to(self.compute_dtype)

@@ -1,11 +1,11 @@
-"""The NVFP4 numerics, executable: DESIGN §2 written as plain PyTorch.
+"""The NVFP4 numerics, executable: docs/format.md written as plain PyTorch.
 
 Every other backend is tested bit for bit (quantize, dequantize, KV cache) or against the accuracy
 bar (GEMM) with these functions, so they favour obviousness over speed. They run on any device,
 CPU included, and quantize along the last dim of inputs with any leading dims.
 
 Order of float32 operations matters for bit-exactness; each step below is one IEEE float32
-operation in the order DESIGN §2 gives, and must stay that way.
+operation in the order docs/format.md gives, and must stay that way.
 """
 
 from __future__ import annotations
@@ -42,10 +42,25 @@ def e2m1_lut(device=None, dtype=torch.float32) -> torch.Tensor:
 # Scales
 # ---------------------------------------------------------------------------------------------
 
+FLT_MAX = torch.finfo(torch.float32).max
+
+
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """Encode-direction global scale 448*6/amax(|x|) as a 0-dim float32 tensor; 1.0 if all zero."""
-    amax = x.detach().abs().amax().float() if x.numel() else torch.zeros((), device=x.device)
+    """Encode-direction global scale ``min(448*6/amax, FLT_MAX)`` as a 0-dim float32 tensor.
+
+    amax is taken over the *finite* elements only, so one NaN or Inf changes nothing outside its
+    own 16-element block (docs/format.md, "Non-finite and extreme input"); 1.0 when that amax is
+    0 (all zero, empty, or nothing finite). The clamp keeps a tensor whose amax is below ~7.9e-36
+    from getting ``gs = inf`` (and dequantizing to zero). Computed on x's device, no host sync.
+    """
+    if x.numel() == 0:
+        return torch.ones((), dtype=torch.float32, device=x.device)
+    mag = x.detach().abs()
+    # NaN and +Inf (|x| is never -Inf) count as 0; in place on the temporary.
+    mag = mag.nan_to_num_(nan=0.0, posinf=0.0) if mag.is_floating_point() else mag
+    amax = mag.amax().float()
     gs = torch.tensor(E4M3_MAX * E2M1_MAX, dtype=torch.float32, device=x.device) / amax
+    gs = torch.clamp(gs, max=FLT_MAX)
     return torch.where(amax == 0, torch.ones_like(gs), gs)
 
 

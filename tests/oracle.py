@@ -1,4 +1,4 @@
-"""An independent, scalar implementation of DESIGN §2 in NumPy float32 for cross-checking.
+"""An independent, scalar implementation of docs/format.md in NumPy float32 for cross-checking.
 
 It shares no code with nvfp4_kernels: e4m3 rounding is done from the format's definition and
 E2M1 rounding picks the nearest representable value (ties to the even code) by distance, not by
@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 F32 = np.float32
+FLT_MAX = np.finfo(np.float32).max
 E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 
 
@@ -38,8 +39,10 @@ def quantize(x: np.ndarray, gs: float | None = None):
     """x float32 [R, C] -> (codes uint8 [R, C], linear scales as float [R, C/16], gs)."""
     x = x.astype(F32)
     if gs is None:
-        amax = F32(np.abs(x).max()) if x.size else F32(0)
-        gs = F32(1.0) if amax == 0 else F32(F32(2688.0) / amax)
+        finite = np.abs(x[np.isfinite(x)])  # NaN/Inf do not take part in the global scale
+        amax = F32(finite.max()) if finite.size else F32(0)
+        with np.errstate(over="ignore"):
+            gs = F32(1.0) if amax == 0 else min(F32(F32(2688.0) / amax), FLT_MAX)
     gs = F32(gs)
     rows, cols = x.shape
     codes = np.zeros((rows, cols), np.uint8)
@@ -49,6 +52,9 @@ def quantize(x: np.ndarray, gs: float | None = None):
         for b in range(cols // 16):
             blk = x[r, b * 16:(b + 1) * 16]
             amax = F32(np.abs(blk).max())
+            if np.isnan(amax):  # docs/format.md: a NaN block gets a NaN scale and zero codes
+                scales[r, b] = np.nan
+                continue
             s = e4m3_rne(min(F32(gs * F32(amax * sixth)), F32(448.0)))
             scales[r, b] = s
             inv = F32(0) if s == 0 else F32(F32(1.0) / F32(F32(s) * F32(F32(1.0) / gs)))

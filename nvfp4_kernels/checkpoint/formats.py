@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nvfp4_kernels import _scales
 from nvfp4_kernels.reference import BLOCK
 
 MODELOPT = "modelopt"
@@ -67,6 +68,11 @@ def detect(names, prefix: str) -> str | None:
         return COMPRESSED_TENSORS
     if f"{prefix}.weight_scale_2" in names:
         return MODELOPT
+    if f"{prefix}.weight" in names and f"{prefix}.{BLOCK_SCALE}" in names:
+        # Block scales next to a weight: a ModelOpt module whose weight_scale_2 is missing (or
+        # another quantization this library does not load). Reading it as NVFP4 names the missing
+        # tensor; copying its packed codes into a dense weight would report a bogus shape error.
+        return MODELOPT
     return None
 
 
@@ -88,10 +94,11 @@ def _get(tensors, name: str, what: str) -> torch.Tensor:
     return tensors[name]
 
 
-def _scalar(tensors, name: str, required: bool) -> torch.Tensor | None:
+def _scalar(tensors, name: str, required: bool, what: str = "a float32 scalar"
+            ) -> torch.Tensor | None:
     if name not in tensors:
         if required:
-            raise CheckpointFormatError(f"{name}: missing; expected a float32 scalar")
+            raise CheckpointFormatError(f"{name}: missing; expected {what}")
         return None
     t = tensors[name]
     if t.dtype != torch.float32:
@@ -100,9 +107,10 @@ def _scalar(tensors, name: str, required: bool) -> torch.Tensor | None:
     if t.numel() != 1:
         raise CheckpointFormatError(f"{name}: expected one value (shape [] or [1]), got shape "
                                     f"{tuple(t.shape)}")
-    v = float(t.reshape(()))
-    if not (v > 0 and v < float("inf")):
-        raise CheckpointFormatError(f"{name}: expected a finite positive scale, got {v}")
+    try:
+        _scales.check_scale_tensor(name, t, numel=(1,))
+    except _scales.ScaleError as exc:
+        raise CheckpointFormatError(str(exc)) from None
     return t.reshape(1)
 
 
@@ -124,7 +132,10 @@ def read_linear(tensors, prefix: str, format: str) -> QuantizedLinearTensors:
         raise CheckpointFormatError(f"{scale_name}: expected float8_e4m3fn [{n}, {k // BLOCK}] "
                                     f"(linear layout, one per 16 of K={k}), got shape "
                                     f"{tuple(scale.shape)}, dtype {scale.dtype}")
-    wgs = _scalar(tensors, f"{prefix}.{sp.weight_gs}", required=True)
+    wgs = _scalar(tensors, f"{prefix}.{sp.weight_gs}", required=True,
+                  what=(f"the float32 weight global scale ({sp.weight_gs} = "
+                        f"{'1/gs' if sp.reciprocal else 'gs'}) that goes with {scale_name}; a "
+                        f"{format} NVFP4 module needs it"))
     igs = _scalar(tensors, f"{prefix}.{sp.input_gs}", required=False)
     if igs is not None and sp.reciprocal:
         igs = torch.ones((), dtype=torch.float32) / igs
@@ -149,9 +160,19 @@ def write_linear(prefix: str, format: str, data: torch.Tensor, scale: torch.Tens
             gs = torch.ones((), dtype=torch.float32, device=gs.device) / gs
         return gs.reshape(sp.scalar_shape).cpu().clone()  # fused siblings share gs objects
 
+    def checked(name, t):
+        # The writer refuses what read_linear would refuse (same check, same message).
+        try:
+            _scales.check_scale_tensor(name, t, numel=(1,))
+        except _scales.ScaleError as exc:
+            raise CheckpointFormatError(str(exc)) from None
+        return t
+
     out = {f"{prefix}.{sp.codes}": data.cpu().contiguous(),
            f"{prefix}.{BLOCK_SCALE}": scale.cpu().contiguous(),
-           f"{prefix}.{sp.weight_gs}": scalar(global_scale)}
+           f"{prefix}.{sp.weight_gs}": checked(f"{prefix}.{sp.weight_gs}",
+                                                scalar(global_scale))}
     if input_global_scale is not None:
-        out[f"{prefix}.{sp.input_gs}"] = scalar(torch.as_tensor(input_global_scale))
+        name = f"{prefix}.{sp.input_gs}"
+        out[name] = checked(name, scalar(torch.as_tensor(input_global_scale)))
     return out

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -27,12 +27,37 @@ _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
               "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or inconsistent; the message names the file."""
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: not a text file ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object ({what}), got "
+                              f"{type(data).__name__}")
+    return data
+
+
 class CheckpointReader:
-    """Lazy name -> tensor mapping over a safetensors checkpoint directory (or one file)."""
+    """Lazy name -> tensor mapping over a safetensors checkpoint directory (or one file).
+
+    Every file problem is a ``CheckpointError`` (a ValueError) or an ``OSError`` whose message
+    starts with the file's path: a missing directory, an index that is not JSON or has no
+    ``weight_map``, a truncated or corrupt shard, an index that names the wrong shard for a tensor.
+    """
 
     def __init__(self, path, device: str = "cpu"):
         path = Path(path)
         self.device = device
+        self._handles = {}
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
         if path.is_file():
             self.dir, files = path.parent, [path.name]
             self.weight_map = None
@@ -40,32 +65,57 @@ class CheckpointReader:
             self.dir = path
             index = path / INDEX_NAME
             if index.is_file():
-                self.weight_map = json.loads(index.read_text())["weight_map"]
-                files = sorted(set(self.weight_map.values()))
+                data = _read_json(index, "a safetensors index")
+                wm = data.get("weight_map")
+                if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
+                    raise CheckpointError(f"{index}: no 'weight_map' object mapping tensor names "
+                                          "to shard files")
+                self.weight_map = wm
+                files = sorted(set(wm.values()))
             else:
                 files = sorted(p.name for p in path.glob("*.safetensors"))
                 self.weight_map = None
                 if not files:
-                    raise FileNotFoundError(f"{path}: no {INDEX_NAME} and no *.safetensors file")
+                    raise FileNotFoundError(f"{path}: no {INDEX_NAME} and no *.safetensors file "
+                                            "(not a safetensors checkpoint directory)")
         self.files = files
-        self._handles = {}
         if self.weight_map is None:
             self.weight_map = {}
             for f in files:
                 for name in self._handle(f).keys():
                     if name in self.weight_map:
-                        raise ValueError(f"{name}: present in both {self.weight_map[name]} and {f}")
+                        raise CheckpointError(f"{self.dir / f}: tensor {name} is also in "
+                                              f"{self.weight_map[name]}")
                     self.weight_map[name] = f
-        missing = [f for f in files if not (self.dir / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{self.dir}: shards named by {INDEX_NAME} are missing: "
-                                    f"{missing[:5]}")
+        else:
+            missing = [f for f in files if not (self.dir / f).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{self.dir / INDEX_NAME}: names shard(s) that are "
+                                        f"missing: {missing[:5]}")
+            held = {}
+            for f in files:
+                held[f] = set(self._handle(f).keys())
+            wrong = [(n, f) for n, f in self.weight_map.items() if n not in held[f]]
+            if wrong:
+                n, f = wrong[0]
+                raise CheckpointError(f"{self.dir / INDEX_NAME}: maps {n} to {f}, which does not "
+                                      f"hold it ({len(wrong)} such tensor(s))")
 
     def _handle(self, file: str):
         if file not in self._handles:
-            self._handles[file] = safe_open(str(self.dir / file), framework="pt",
-                                            device=self.device)
+            path = self.dir / file
+            try:
+                self._handles[file] = safe_open(str(path), framework="pt", device=self.device)
+            except SafetensorError as exc:
+                raise CheckpointError(f"{path}: not a readable safetensors file, truncated or "
+                                      f"corrupt ({exc})") from None
         return self._handles[file]
+
+    def _read(self, file: str, name: str) -> torch.Tensor:
+        try:
+            return self._handle(file).get_tensor(name)
+        except SafetensorError as exc:
+            raise CheckpointError(f"{self.dir / file}: cannot read tensor {name} ({exc})") from None
 
     def names(self) -> list[str]:
         """Tensor names, grouped by shard (reading shard by shard keeps page cache warm)."""
@@ -78,7 +128,7 @@ class CheckpointReader:
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.weight_map:
             raise KeyError(name)
-        return self._handle(self.weight_map[name]).get_tensor(name)
+        return self._read(self.weight_map[name], name)
 
     def keys(self):
         return self.weight_map.keys()
@@ -157,7 +207,11 @@ class ShardWriter:
         if not self._buffer:
             return
         tmp = f".shard-{len(self._shards):05d}.safetensors"
-        save_file(self._buffer, str(self.out_dir / tmp), metadata=self.metadata)
+        path = self.out_dir / tmp
+        try:
+            save_file(self._buffer, str(path), metadata=self.metadata)
+        except SafetensorError as exc:  # e.g. disk full: the Rust writer's I/O error
+            raise OSError(f"{path}: cannot write shard ({exc})") from None
         self._shards.append((tmp, list(self._buffer)))
         self._buffer, self._buffered = {}, 0
 

@@ -7,6 +7,7 @@ time. Names must match ``model.state_dict()`` keys (what ``save_pretrained`` wri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +63,26 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, leaf, module)
 
 
+class _HeaderView:
+    """Name -> tensor over a reader that returns *meta* tensors (shape and dtype from the shard
+    header, no data read) for everything but scalars, which are read so their values can be
+    checked. ``read_linear`` on it validates a module without loading its weight."""
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def __contains__(self, name) -> bool:
+        return name in self.reader
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        shape, dtype = self.reader.info(name)
+        if not isinstance(dtype, torch.dtype):
+            raise formats.CheckpointFormatError(f"{name}: unsupported safetensors dtype {dtype}")
+        if math.prod(shape) <= 1:
+            return self.reader[name]
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+
 def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
                activations: str | None = None, backend: str | None = None) -> LoadResult:
     """Load a ModelOpt or compressed-tensors NVFP4 checkpoint into `model` in place.
@@ -71,6 +92,10 @@ def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
     override for every quantized layer; by default the checkpoint's config decides (W4A4 when it
     quantizes activations, with static scales when present and dynamic otherwise).
     strict: raise when a model tensor is missing from the checkpoint (tied weights excepted).
+
+    All or nothing: every check (missing tensors, names, shapes, dtypes, scale values) runs on
+    the shard headers and the scalar scales *before* the model is touched, so a checkpoint that
+    does not fit leaves the model exactly as it was.
     """
     result = LoadResult()
     qc = qconfig.read(checkpoint_dir)
@@ -78,51 +103,63 @@ def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
     if activations is None and act_q is not None:
         activations = "nvfp4" if act_q else "bf16"
     with CheckpointReader(checkpoint_dir) as reader:
+        # Pass 1: plan and validate; nothing in `model` changes.
+        view = _HeaderView(reader)
         used = set()
+        plan = []  # (module name, format, module)
         for name, mod in list(model.named_modules()):
             if not isinstance(mod, nn.Linear):
                 continue
             fmt = formats.detect(reader, name)
             if fmt is None:
                 continue
-            w = mod.weight
-            compute = w.dtype if w.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
-            new = load_linear(reader, name, fmt, activations=activations, backend=backend,
-                              compute_dtype=compute)
-            if tuple(new.weight.shape) != (mod.out_features, mod.in_features // 2):
+            t = formats.read_linear(view, name, fmt)
+            n, k = t.weight.shape[0], t.weight.shape[1] * 2
+            if (n, k) != (mod.out_features, mod.in_features):
                 raise formats.CheckpointFormatError(
-                    f"{name}: checkpoint holds a [{new.out_features}, {new.in_features}] weight "
-                    f"but the model's layer is [{mod.out_features}, {mod.in_features}]")
-            if new.bias is not None and mod.bias is not None:
-                new.bias = new.bias.to(mod.bias.dtype)
-            _set_module(model, name, new.to(w.device))
-            result.replaced.append(name)
+                    f"{name}: checkpoint holds a [{n}, {k}] weight but the model's layer is "
+                    f"[{mod.out_features}, {mod.in_features}]")
+            plan.append((name, fmt, mod))
             used.update(k for k in (f"{name}.{s}" for s in _LINEAR_SUFFIXES) if k in reader)
+        replaced = {name for name, _, _ in plan}
         seen_storage = {}
         state = model.state_dict(keep_vars=True)
-        replaced = set(result.replaced)
+        copies = []  # (key, target)
         for key, target in state.items():
             if key in used or key.rpartition(".")[0] in replaced:
                 continue
             if key not in reader:
                 result.missing.append(key)
                 continue
-            src = reader[key]
-            if tuple(src.shape) != tuple(target.shape):
+            shape, _ = reader.info(key)
+            if tuple(shape) != tuple(target.shape):
                 raise formats.CheckpointFormatError(
-                    f"{key}: checkpoint shape {tuple(src.shape)} != model shape "
+                    f"{key}: checkpoint shape {tuple(shape)} != model shape "
                     f"{tuple(target.shape)}")
-            with torch.no_grad():
-                target.copy_(src)
             seen_storage[target.data_ptr()] = key
             used.add(key)
-            result.loaded.append(key)
+            copies.append((key, target))
         # A key absent from the checkpoint is fine when it shares storage with a loaded one
         # (tied embeddings / lm_head).
         result.missing = [k for k in result.missing
                           if state[k].data_ptr() not in seen_storage]
         result.unexpected = sorted(set(reader.keys()) - used)
-    if strict and result.missing:
-        raise formats.CheckpointFormatError(
-            f"{len(result.missing)} model tensor(s) not in {checkpoint_dir}: {result.missing[:8]}")
+        if strict and result.missing:
+            raise formats.CheckpointFormatError(
+                f"{len(result.missing)} model tensor(s) not in {checkpoint_dir}: "
+                f"{result.missing[:8]} (the model was left unchanged)")
+        # Pass 2: load, one tensor at a time.
+        for name, fmt, mod in plan:
+            w = mod.weight
+            compute = w.dtype if w.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+            new = load_linear(reader, name, fmt, activations=activations, backend=backend,
+                              compute_dtype=compute)
+            if new.bias is not None and mod.bias is not None:
+                new.bias = new.bias.to(mod.bias.dtype)
+            _set_module(model, name, new.to(w.device))
+            result.replaced.append(name)
+        for key, target in copies:
+            with torch.no_grad():
+                target.copy_(reader[key])
+            result.loaded.append(key)
     return result

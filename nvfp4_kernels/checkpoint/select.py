@@ -20,15 +20,22 @@ _FUSED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv",
           "gate_proj": "gate_up", "up_proj": "gate_up"}
 
 
+def _compile(name: str, pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{name}: invalid regular expression {pattern!r} ({exc})") from None
+
+
 class Selector:
     """include/exclude are regexes searched in the module name; defaults always apply unless
     ``default_exclude=False``."""
 
     def __init__(self, include: str | None = None, exclude: str | None = None,
                  default_exclude: bool = True):
-        self.include = re.compile(include) if include else None
+        self.include = _compile("include", include) if include else None
         patterns = ([DEFAULT_EXCLUDE] if default_exclude else []) + ([exclude] if exclude else [])
-        self.exclude = [re.compile(p) for p in patterns]
+        self.exclude = [_compile("exclude", p) for p in patterns]
 
     def wants(self, module: str) -> bool:
         if self.include is not None and not self.include.search(module):

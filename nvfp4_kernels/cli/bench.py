@@ -8,6 +8,7 @@ on any machine. The full comparative benchmarks (cuBLAS, FP8, int4 baselines, pl
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import statistics
@@ -26,23 +27,43 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shapes", default=None,
                    help="comma-separated MxNxK (weight is [N, K]); default depends on device: "
                         f"GPU {GPU_SHAPES}; CPU {CPU_SHAPES}")
-    p.add_argument("--ops", default=",".join(OPS), help=f"subset of {','.join(OPS)}")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--backend", default=None, help="force a backend (default: automatic)")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per case")
-    p.add_argument("--csv", default=None, help="write rows to this CSV file")
-    p.add_argument("--json", default=None, help="write rows to this JSON file")
+    p.add_argument("--ops", default=",".join(OPS),
+                   help=f"comma-separated subset of {','.join(OPS)} (default: all)")
+    p.add_argument("--device", default=None, choices=["cuda", "cpu"],
+                   help="where to run (default: cuda if available, else cpu)")
+    p.add_argument("--backend", default=None, choices=["cutlass", "cuda", "triton", "reference"],
+                   help="force a backend (default: the automatic choice); 'nvfp4-kernels info' "
+                        "says which can run here")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
+                   help="activation dtype (default: bfloat16)")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="timed runs per case, after one warm-up (default: 50 on GPU, 5 on CPU)")
+    p.add_argument("--csv", default=None, metavar="PATH", help="write rows to this CSV file")
+    p.add_argument("--json", default=None, metavar="PATH", help="write rows to this JSON file")
     p.set_defaults(run=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
     shapes = []
     for item in text.split(","):
-        parts = item.lower().split("x")
+        parts = item.strip().lower().split("x")
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            raise SystemExit(f"--shapes: expected MxNxK, got {item!r}")
-        shapes.append(tuple(int(p) for p in parts))
+            raise ValueError(f"--shapes: expected MxNxK, got {item!r}")
+        m, n, k = (int(p) for p in parts)
+        if k % 16:
+            raise ValueError(f"--shapes: K must be a multiple of 16 (NVFP4 blocks), got "
+                             f"K={k} in {item!r}")
+        shapes.append((m, n, k))
     return shapes
 
 
@@ -88,12 +109,14 @@ def cases(m, n, k, dtype, device, backend):
 def run(args) -> int:
     import nvfp4_kernels as nk
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device: cuda requested, but torch sees no CUDA GPU here")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shapes = parse_shapes(args.shapes or (GPU_SHAPES if device.type == "cuda" else CPU_SHAPES))
     ops = [o for o in args.ops.split(",") if o]
     unknown = set(ops) - set(OPS)
     if unknown:
-        raise SystemExit(f"--ops: unknown {sorted(unknown)}; choose from {OPS}")
+        raise ValueError(f"--ops: unknown {sorted(unknown)}; choose from {OPS}")
     repeats = args.repeats or (50 if device.type == "cuda" else 5)
     dtype = getattr(torch, args.dtype)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU)"
