@@ -91,26 +91,29 @@ def _dequantize_kernel(data_ptr, scale_ptr, gs_ptr, out_ptr, R, C, SCP4,
 @triton.jit
 def _amax_kernel(x_ptr, amax_ptr, numel, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    x = tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32)
+    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
+    # Non-finite elements are ignored (x == x is false for NaN; inf is not < inf).
+    x = tl.where((x == x) & (x < float("inf")), x, 0.0)
     # |x| >= 0, so the float max equals the max of the bit patterns read as int32.
-    tl.atomic_max(amax_ptr, tl.max(tl.abs(x), axis=0).to(tl.int32, bitcast=True))
+    tl.atomic_max(amax_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
 
 
 def amax(x: torch.Tensor) -> torch.Tensor:
-    """max |x| as a 0-dim float32 tensor, one kernel and no host sync."""
+    """max |x| over finite elements as a 0-dim float32 tensor, one kernel and no host sync."""
     flat = x.reshape(-1)
     out = torch.zeros((), dtype=torch.int32, device=x.device)
     block = 4096
     if flat.numel():
-        _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(), BLOCK=block)
+        with grid_device(x):
+            _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(),
+                                                              BLOCK=block)
     return out.view(torch.float32)
 
 
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """448*6/amax(|x|) (1.0 when all zero), as reference.global_scale, amax on the device."""
-    a = amax(x)
-    gs = torch.tensor(448.0 * 6.0, dtype=torch.float32, device=x.device) / a
-    return torch.where(a == 0, torch.ones_like(gs), gs)
+    """448*6/amax(|x|) (1.0 when all zero), amax on the device (nvfp4_kernels._scales)."""
+    from nvfp4_kernels import _scales
+    return _scales.from_amax(amax(x))
 
 
 def quantize(x, global_scale, scale_layout, *, out=None):
