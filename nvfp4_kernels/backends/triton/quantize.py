@@ -21,6 +21,11 @@ from nvfp4_kernels.reference import BLOCK, swizzled_shape
 # and enough programs in flight. The interpreter runs far faster with fewer, larger programs.
 _BLOCK_R = 32
 _BLOCK_S = 8
+_NUM_WARPS = 4
+# (BLOCK_R, BLOCK_S, num_warps) candidates that benchmarks/bench_quantize.py --sweep times on a
+# GPU; the default above stays until a measured candidate beats it (issue 11 item 3: the default
+# reached 65-67 % of copy bandwidth on the H100).
+CANDIDATES = ((32, 8, 4), (16, 16, 4), (64, 8, 8), (32, 16, 8), (128, 4, 8), (8, 32, 4))
 
 
 @triton.jit
@@ -116,10 +121,12 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
     return _scales.from_amax(amax(x))
 
 
-def quantize(x, global_scale, scale_layout, *, out=None):
+def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     """x [R, C] -> (data u8 [R, C/2], scale e4m3 linear [R, C/16] or swizzled padded).
 
-    out: optional (data, scale) tensors to write into (tests pass NaN-poisoned ones)."""
+    out: optional (data, scale) tensors to write into (tests pass NaN-poisoned ones).
+    config: (BLOCK_R, BLOCK_S, num_warps), default (_BLOCK_R, _BLOCK_S, _NUM_WARPS)."""
+    block_r, block_s, warps = config or (_BLOCK_R, _BLOCK_S, _NUM_WARPS)
     rows, cols = x.shape
     swizzled = scale_layout == "swizzled"
     srows, scols = swizzled_shape(rows, cols // BLOCK) if swizzled else (rows, cols // BLOCK)
@@ -129,29 +136,30 @@ def quantize(x, global_scale, scale_layout, *, out=None):
     else:
         data, scale = out
     gs = global_scale.reshape(1).float()
-    grid = (triton.cdiv(srows, _BLOCK_R), triton.cdiv(scols, _BLOCK_S))
+    grid = (triton.cdiv(srows, block_r), triton.cdiv(scols, block_s))
     if grid[0] and grid[1]:
         with grid_device(x):
             _quantize_kernel[grid](x, gs, data, scale.view(torch.uint8), rows, cols, srows,
-                                   scols, scols // 4 if swizzled else 0, BLOCK_R=_BLOCK_R,
-                                   BLOCK_S=_BLOCK_S, SWIZZLED=swizzled, num_warps=4)
+                                   scols, scols // 4 if swizzled else 0, BLOCK_R=block_r,
+                                   BLOCK_S=block_s, SWIZZLED=swizzled, num_warps=warps)
     return data, scale
 
 
-def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None):
+def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None, config=None):
     """(data, scale) -> lut[q] * s / gs in float32, cast to dtype; bit-exact."""
+    block_r, block_s, warps = config or (_BLOCK_R, _BLOCK_S, _NUM_WARPS)
     rows, cols = data.shape[0], data.shape[1] * 2
     swizzled = scale_layout == "swizzled"
     if out is None:
         out = torch.empty((rows, cols), dtype=dtype, device=data.device)
     scp4 = swizzled_shape(rows, cols // BLOCK)[1] // 4
-    grid = (triton.cdiv(rows, _BLOCK_R), triton.cdiv(cols // BLOCK, _BLOCK_S))
+    grid = (triton.cdiv(rows, block_r), triton.cdiv(cols // BLOCK, block_s))
     if grid[0] and grid[1]:
         with grid_device(data):
             _dequantize_kernel[grid](data, scale.view(torch.uint8),
                                      global_scale.reshape(1).float(), out, rows, cols, scp4,
-                                     BLOCK_R=_BLOCK_R, BLOCK_S=_BLOCK_S, SWIZZLED=swizzled,
-                                     BF16_BY_BITS=interpreting(), num_warps=4)
+                                     BLOCK_R=block_r, BLOCK_S=block_s, SWIZZLED=swizzled,
+                                     BF16_BY_BITS=interpreting(), num_warps=warps)
     return out
 
 
