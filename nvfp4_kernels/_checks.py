@@ -27,6 +27,10 @@ def describe(t: torch.Tensor) -> str:
 
 
 def tensor(name: str, t, *, dtypes=None, ndim=None, contiguous=True) -> None:
+    # One combined test on the (common) good path; the messages are built only on failure.
+    if (isinstance(t, torch.Tensor) and (dtypes is None or t.dtype in dtypes)
+            and (ndim is None or t.dim() == ndim) and (not contiguous or t.is_contiguous())):
+        return
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if dtypes is not None and t.dtype not in dtypes:
@@ -34,9 +38,8 @@ def tensor(name: str, t, *, dtypes=None, ndim=None, contiguous=True) -> None:
         raise TypeError(f"{name}: dtype must be one of ({allowed}), got {describe(t)}")
     if ndim is not None and t.dim() != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D tensor, got {describe(t)}")
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{name}: must be contiguous (call .contiguous()), got strides "
-                         f"{t.stride()} for {describe(t)}")
+    raise ValueError(f"{name}: must be contiguous (call .contiguous()), got strides "
+                     f"{t.stride()} for {describe(t)}")
 
 
 def scalar_f32(name: str, t, *, numel=(1,)) -> None:
@@ -53,6 +56,9 @@ def multiple_of(name: str, value: int, m: int, what: str) -> None:
 
 
 def same_device(**tensors) -> None:
+    devices = {t.device for t in tensors.values() if t is not None}
+    if len(devices) <= 1:
+        return
     named = [(n, t) for n, t in tensors.items() if t is not None]
     first_name, first = named[0]
     for name, t in named[1:]:
@@ -90,7 +96,8 @@ def scale_shape(name: str, scale: torch.Tensor, rows: int, cols: int, layout: st
 
 def quantize_args(x, global_scale, scale_layout):
     tensor("x", x, dtypes=FLOAT_DTYPES, ndim=2)
-    multiple_of("x", x.shape[1], BLOCK, f"the last dim (shape {tuple(x.shape)})")
+    if x.shape[1] % BLOCK:
+        multiple_of("x", x.shape[1], BLOCK, f"the last dim (shape {tuple(x.shape)})")
     scalar_f32("global_scale", global_scale)
     same_device(x=x, global_scale=global_scale)
     choice("scale_layout", scale_layout, SCALE_LAYOUTS)
@@ -99,8 +106,9 @@ def quantize_args(x, global_scale, scale_layout):
 def packed(name, data, scale, layout):
     tensor(name, data, dtypes=(torch.uint8,), ndim=2)
     rows, cols = data.shape[0], data.shape[1] * 2
-    multiple_of(name, cols, BLOCK, f"the logical last dim (2 * {data.shape[1]})")
-    scale_shape(f"{name}_scale" if name != "data" else "scale", scale, rows, cols, layout)
+    if cols % BLOCK:
+        multiple_of(name, cols, BLOCK, f"the logical last dim (2 * {data.shape[1]})")
+    scale_shape("scale" if name == "data" else name + "_scale", scale, rows, cols, layout)
     return rows, cols
 
 
