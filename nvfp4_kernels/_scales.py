@@ -41,7 +41,17 @@ def from_amax(amax: torch.Tensor) -> torch.Tensor:
 
 
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """Encode-direction global scale of x as a 0-dim float32 tensor on x's device."""
+    """Encode-direction global scale of x as a 0-dim float32 tensor on x's device.
+
+    On a GPU with Triton: one fill and one kernel (the amax and the division fused); otherwise
+    the amax and a few elementwise ops."""
+    if x.is_cuda and x.numel():
+        try:
+            from nvfp4_kernels.backends.triton import quantize as triton_quantize
+        except ImportError:
+            pass
+        else:
+            return triton_quantize.global_scale(x)
     return from_amax(amax_finite(x))
 
 

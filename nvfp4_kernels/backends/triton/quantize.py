@@ -115,10 +115,38 @@ def amax(x: torch.Tensor) -> torch.Tensor:
     return out.view(torch.float32)
 
 
+@triton.jit
+def _global_scale_kernel(x_ptr, ws_ptr, gs_ptr, numel, BLOCK: tl.constexpr):
+    """gs = min(2688 / amax, FLT_MAX) (1 when amax == 0) in one launch: every program folds its
+    block's max into ws[0] (int32 bits of a non-negative float, so int max == float max) and
+    counts itself done in ws[1]; the last one to finish reads the total and writes gs."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
+    x = tl.where((x == x) & (x < float("inf")), x, 0.0)  # non-finite elements are ignored
+    tl.atomic_max(ws_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
+    # acq_rel (Triton's default): the last program's increment sees every earlier maximum.
+    done = tl.atomic_add(ws_ptr + 1, 1)
+    if done == tl.num_programs(0) - 1:
+        amax = tl.atomic_max(ws_ptr, 0).to(tl.float32, bitcast=True)  # an atomic read
+        gs = tl.math.div_rn(tl.full([1], 2688.0, tl.float32), tl.full([1], 1.0, tl.float32) * amax)
+        gs = tl.minimum(gs, 3.4028234663852886e38)
+        gs = tl.where(amax == 0.0, 1.0, gs)
+        tl.store(gs_ptr + tl.arange(0, 1), gs)
+
+
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """448*6/amax(|x|) (1.0 when all zero), amax on the device (nvfp4_kernels._scales)."""
-    from nvfp4_kernels import _scales
-    return _scales.from_amax(amax(x))
+    """448*6/amax(|x|) clamped to FLT_MAX, 1.0 when all zero, non-finite elements ignored (as
+    nvfp4_kernels._scales): one fill and one kernel, no host sync."""
+    flat = x.reshape(-1)
+    ws = torch.zeros(2, dtype=torch.int32, device=x.device)
+    gs = torch.ones((), dtype=torch.float32, device=x.device) if not flat.numel() else \
+        torch.empty((), dtype=torch.float32, device=x.device)
+    if flat.numel():
+        block = 4096
+        with grid_device(x):
+            _global_scale_kernel[(triton.cdiv(flat.numel(), block),)](flat, ws, gs, flat.numel(),
+                                                                      BLOCK=block)
+    return gs
 
 
 def quantize(x, global_scale, scale_layout, *, out=None, config=None):
