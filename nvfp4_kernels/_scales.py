@@ -59,7 +59,9 @@ def as_global_scale(value, device) -> torch.Tensor:
     """A tensor global scale as a 0-dim view; a Python number as a 0-dim float32 tensor made by
     a fill on the device (no host-to-device copy)."""
     if isinstance(value, torch.Tensor):
-        return value.reshape(()) if value.numel() == 1 else value  # the op names a wrong size
+        if value.dim() == 0 or value.numel() != 1:
+            return value  # (a wrong size is reported by the op's check, naming the argument)
+        return value.reshape(())
     return torch.full((), float(value), dtype=torch.float32, device=device)
 
 

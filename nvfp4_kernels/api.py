@@ -103,7 +103,7 @@ def gemm(a, b: NVFP4, *, out_dtype: torch.dtype | None = None, bias: torch.Tenso
         weight_alpha = _scales.inverse(b.global_scale).reshape(1)
     if isinstance(a, NVFP4):
         lead = a.shape[:-1]
-        a2 = a.as_2d().with_scale_layout("swizzled")
+        a2 = (a if len(a.shape) == 2 else a.as_2d()).with_scale_layout("swizzled")
         b2 = b.with_scale_layout("swizzled")
         alpha = weight_alpha / a.global_scale
         out = _ops.gemm(a2.data, b2.data, a2.scale, b2.scale, alpha, out_dtype or torch.bfloat16,
