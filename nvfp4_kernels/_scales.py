@@ -22,7 +22,7 @@ def amax_finite(x: torch.Tensor) -> torch.Tensor:
     """max |x| over the finite elements, 0-dim float32 on x's device (0 if there are none)."""
     if x.numel() == 0:
         return torch.zeros((), dtype=torch.float32, device=x.device)
-    if x.is_cuda:
+    if x.is_cuda and not torch.compiler.is_compiling():
         try:
             from nvfp4_kernels.backends.triton import quantize as triton_quantize
         except ImportError:  # no triton: the torch version below (more passes over x)
@@ -45,7 +45,9 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
 
     On a GPU with Triton: one fill and one kernel (the amax and the division fused); otherwise
     the amax and a few elementwise ops."""
-    if x.is_cuda and x.numel():
+    # Under torch.compile the plain torch ops below are traced instead (inductor fuses them);
+    # the hand-written kernels are for eager calls and captured graphs.
+    if x.is_cuda and x.numel() and not torch.compiler.is_compiling():
         try:
             from nvfp4_kernels.backends.triton import quantize as triton_quantize
         except ImportError:
