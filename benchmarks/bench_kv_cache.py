@@ -2,7 +2,8 @@
 issue-11 shape), as a fraction of the device copy bandwidth measured in the same run.
 
     python benchmarks/bench_kv_cache.py [--tokens 8192 --heads 16 --dim 256 --block-size 16]
-                                        [--backends triton cuda] [--graph] [--out DIR]
+                                        [--backends triton cuda] [--graph] [--sweep]
+                                        [--out DIR]
 
 --graph times CUDA-graph replays (launch overhead excluded); without it, do_bench over rotated
 inputs. Also times a one-token decode write (32 heads x 256), where launch latency dominates.
@@ -82,6 +83,19 @@ def run(args):
             rows += harness.bandwidth_rows({"write_decode_1x32x256": d_ms},
                                            2 * 32 * 256 * 3, copy_bw, backend=backend,
                                            timing=fields["timing"])
+    if args.sweep and "triton" in args.backends and registry.why_not(
+            "triton", "kv_cache_write", device, (dtype,)) is None:
+        from nvfp4_kernels.backends.triton import kv_cache as tk
+        for cand in tk.CANDIDATES:
+            w_ms = timed(lambda k, v, kc, vc, s, ks, vs, c=cand: tk.kv_cache_write(
+                k, v, kc, vc, s, ks, vs, config=c), inputs)
+            g_ms = timed(lambda kc, vc, s, c=cand: tk.kv_cache_gather(
+                kc, vc, table, lens, s, s, tokens, dtype, config=c),
+                [(i[2], i[3], i[5]) for i in inputs])
+            rows += harness.bandwidth_rows({"write": w_ms, "gather": g_ms}, moved, copy_bw,
+                                           tokens=tokens, heads=heads, dim=dim, block_size=bs,
+                                           backend="triton", config=str(cand),
+                                           timing="cuda_graph" if graph else "do_bench")
     harness.write_results("bench_kv_cache", rows, args.out)
     return rows
 
@@ -95,6 +109,7 @@ def main(argv=None):
     p.add_argument("--backends", nargs="+", default=["triton", "cuda"],
                    help="backends to time (those that cannot run here are skipped)")
     p.add_argument("--graph", action="store_true", help="CUDA-graph timing")
+    p.add_argument("--sweep", action="store_true", help="time every Triton tile candidate")
     return run(p.parse_args(argv))
 
 

@@ -39,7 +39,8 @@ step per_call "$PY" benchmarks/bench_per_call.py --out "$OUT"
 step per_call_stub "$PY" benchmarks/bench_per_call.py --stub --out "$OUT/stub"
 step bench_quantize "$PY" benchmarks/bench_quantize.py --graph --sweep --backends triton cuda \
     --out "$OUT"
-step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --graph --backends triton cuda --out "$OUT"
+step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --graph --sweep --backends triton cuda \
+    --out "$OUT"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}"

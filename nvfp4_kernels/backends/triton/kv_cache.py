@@ -22,11 +22,16 @@ from nvfp4_kernels.backends.triton import _bits
 from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
 
 _TILE = 4096  # elements per program per tensor: 32 per thread at 4 warps
+_NUM_WARPS = 4
+# (tile elements, num_warps) candidates that benchmarks/bench_kv_cache.py --sweep times on a GPU;
+# the default stays until a measured candidate beats it (the write measured ~29 % of copy
+# bandwidth eagerly on the H100 at 8192 tokens x 16 heads x 256).
+CANDIDATES = ((4096, 4), (2048, 4), (8192, 8), (4096, 8), (1024, 2))
 
 
-def _blocks(heads: int, dim: int) -> tuple[int, int]:
+def _blocks(heads: int, dim: int, tile: int = _TILE) -> tuple[int, int]:
     block_d = triton.next_power_of_2(dim)
-    block_h = max(1, min(triton.next_power_of_2(heads), _TILE // block_d))
+    block_h = max(1, min(triton.next_power_of_2(heads), tile // block_d))
     return block_h, block_d
 
 
@@ -109,12 +114,16 @@ def _kv_gather_kernel(kc_ptr, vc_ptr, table_ptr, cu_ptr, lens_ptr, ks_ptr, vs_pt
                   D, V_PER_HEAD, BF16_BY_BITS)
 
 
-def kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale):
-    """cache[slot_mapping[t]] = e4m3_satfinite(x[t] / scale), skipping slot -1; in place."""
+def kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
+                   config=None):
+    """cache[slot_mapping[t]] = e4m3_satfinite(x[t] / scale), skipping slot -1; in place.
+
+    config: (tile elements, num_warps), default (_TILE, _NUM_WARPS)."""
+    tile, warps = config or (_TILE, _NUM_WARPS)
     tokens, heads, dim = key.shape
     if tokens == 0:
         return
-    block_h, block_d = _blocks(heads, dim)
+    block_h, block_d = _blocks(heads, dim, tile)
     grid = (tokens, triton.cdiv(heads, block_h))
     with grid_device(key):
         _kv_write_kernel[grid](key, value, key_cache.view(torch.uint8),
@@ -123,14 +132,15 @@ def kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_
                                heads, dim, key_cache.shape[0] * key_cache.shape[1],
                                K_PER_HEAD=k_scale.numel() > 1,
                                V_PER_HEAD=v_scale.numel() > 1, BLOCK_H=block_h,
-                               BLOCK_D=block_d, num_warps=4)
+                               BLOCK_D=block_d, num_warps=warps)
 
 
 def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
-                    total_tokens, dtype, *, out=None):
+                    total_tokens, dtype, *, out=None, config=None):
     """Paged cache -> dequantized K, V [total_tokens, heads, head_dim], sequences concatenated.
 
-    out: optional (k, v) tensors to write into."""
+    out: optional (k, v) tensors to write into. config: as kv_cache_write's."""
+    tile, warps = config or (_TILE, _NUM_WARPS)
     _, block_size, heads, dim = key_cache.shape
     if out is None:
         shape = (total_tokens, heads, dim)
@@ -144,7 +154,7 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
         out[1].zero_()
         return out
     cu = torch.cumsum(seq_lens.to(torch.int64), 0)
-    block_h, block_d = _blocks(heads, dim)
+    block_h, block_d = _blocks(heads, dim, tile)
     grid = (total_tokens, triton.cdiv(heads, block_h))
     with grid_device(key_cache):
         _kv_gather_kernel[grid](key_cache.view(torch.uint8), value_cache.view(torch.uint8),
@@ -155,5 +165,5 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
                                 SEARCH_STEPS=batch.bit_length() + 1,
                                 K_PER_HEAD=k_scale.numel() > 1, V_PER_HEAD=v_scale.numel() > 1,
                                 BF16_BY_BITS=interpreting(), BLOCK_H=block_h, BLOCK_D=block_d,
-                                num_warps=4)
+                                num_warps=warps)
     return out

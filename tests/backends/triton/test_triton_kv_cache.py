@@ -110,3 +110,21 @@ def test_decode_write_and_out_of_range_indices_match_the_reference_backend(devic
                                                      torch.float32)
         _same(k, want_k)
         _same(v, want_v)
+
+
+@pytest.mark.parametrize("config", triton_kv.CANDIDATES)
+def test_every_tile_candidate_is_bit_exact(config, device, gen):
+    key, value, kc, vc, slots, ks, vs = _case(gen, device, 3, 80, 16, True, torch.uint8,
+                                              torch.float16)
+    want_k, want_v = kc.cpu().clone(), vc.cpu().clone()
+    triton_kv.kv_cache_write(key, value, kc, vc, slots, ks, vs, config=config)
+    ref.kv_cache_write(key.cpu(), value.cpu(), want_k, want_v, slots.cpu(), ks.cpu(), vs.cpu())
+    assert torch.equal(kc.cpu(), want_k) and torch.equal(vc.cpu(), want_v)
+    table = torch.tensor([[0, 1], [4, 2]], dtype=torch.int32)
+    lens = torch.tensor([17, 5], dtype=torch.int32)
+    k, v = triton_kv.kv_cache_gather(kc, vc, table.to(device), lens.to(device), ks, vs, 22,
+                                     torch.float32, config=config)
+    k_ref, v_ref = ref.kv_cache_gather(kc.cpu(), vc.cpu(), table, lens, ks.cpu(), vs.cpu(),
+                                       torch.float32)
+    _same(k, k_ref)
+    _same(v, v_ref)
