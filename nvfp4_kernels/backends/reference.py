@@ -72,6 +72,9 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
     for cache, scale in ((key_cache, k_scale), (value_cache, v_scale)):
         flat = cache.view(torch.float8_e4m3fn).reshape(-1, *cache.shape[2:])
         s = scale.float().reshape(-1, 1) if scale.numel() > 1 else scale.float().reshape(())
+        if flat.shape[0] == 0:  # a cache without blocks: every row is out of range
+            slots = torch.zeros_like(slots)
+            flat = torch.zeros((1, *flat.shape[1:]), dtype=flat.dtype, device=flat.device)
         vals = flat[slots].float() * s
         out.append(torch.where(ok[:, None, None], vals, 0.0).to(dtype))
     return out[0], out[1]
