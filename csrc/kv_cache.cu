@@ -8,6 +8,9 @@
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "checks.h"
 #include "nvfp4/kv_cache.cuh"
 #include "ops.h"
@@ -35,11 +38,35 @@ KvShape make_shape(int64_t tokens, const at::Tensor& cache, const at::Tensor& k_
           v_scale.numel() > 1};
 }
 
-dim3 grid_for(const KvShape& s) {
-  TORCH_CHECK(s.tokens <= 65535, "nvfp4 kv cache: at most 65535 tokens per call, got ",
-              s.tokens);
-  return dim3(static_cast<unsigned>((s.heads * s.head_dim + kThreads - 1) / kThreads),
-              static_cast<unsigned>(s.tokens));
+// Tokens go on grid.x (the kernels stride over them, so any count works), chunks of one token's
+// row on grid.y. Capping grid.x keeps huge prefills from launching millions of tiny blocks.
+constexpr int64_t kMaxTokenBlocks = 1 << 16;
+
+dim3 grid_for(const KvShape& s, int vec) {
+  const int64_t chunk = static_cast<int64_t>(kThreads) * vec;
+  const int64_t chunks = (s.heads * s.head_dim + chunk - 1) / chunk;
+  TORCH_CHECK(chunks <= 65535, "nvfp4 kv cache: heads * head_dim = ", s.heads * s.head_dim,
+              " is too large for one launch");
+  return dim3(static_cast<unsigned>(std::min(s.tokens, kMaxTokenBlocks)),
+              static_cast<unsigned>(chunks));
+}
+
+bool aligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+// 8 elements per thread (16-byte bf16/fp16 loads, 8-byte e4m3 stores) when head_dim and every
+// pointer allow it; 1 otherwise (odd head_dim or a sliced, misaligned view).
+template <class T>
+int vec_for(int64_t head_dim, std::initializer_list<const void*> wide,
+            std::initializer_list<const void*> bytes) {
+  constexpr int kVec = 8;
+  if (head_dim % kVec) return 1;
+  for (auto* p : wide)
+    if (!aligned(p, sizeof(T) * kVec)) return 1;
+  for (auto* p : bytes)
+    if (!aligned(p, kVec)) return 1;
+  return kVec;
 }
 
 // Runs f(T{}) with T the CUDA element type of `dtype`.
@@ -92,12 +119,19 @@ void kv_cache_write(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
   auto* vc = reinterpret_cast<uint8_t*>(value_cache.data_ptr());
   with_float_type(key.scalar_type(), [&](auto t) {
     using T = decltype(t);
+    const auto* k = reinterpret_cast<const T*>(key.data_ptr());
+    const auto* v = reinterpret_cast<const T*>(value.data_ptr());
+    const int vec = vec_for<T>(s.head_dim, {k, v}, {kc, vc});
+    const dim3 grid = grid_for(s, vec);
     with_index_type(slot_mapping.scalar_type(), [&](auto i) {
       using I = decltype(i);
-      kv_cache_write_kernel<<<grid_for(s), kThreads, 0, stream>>>(
-          reinterpret_cast<const T*>(key.data_ptr()), reinterpret_cast<const T*>(value.data_ptr()),
-          kc, vc, reinterpret_cast<const I*>(slot_mapping.data_ptr()), k_scale.data_ptr<float>(),
-          v_scale.data_ptr<float>(), s);
+      const auto* slots = reinterpret_cast<const I*>(slot_mapping.data_ptr());
+      if (vec == 8)
+        kv_cache_write_kernel<T, I, 8><<<grid, kThreads, 0, stream>>>(
+            k, v, kc, vc, slots, k_scale.data_ptr<float>(), v_scale.data_ptr<float>(), s);
+      else
+        kv_cache_write_kernel<T, I, 1><<<grid, kThreads, 0, stream>>>(
+            k, v, kc, vc, slots, k_scale.data_ptr<float>(), v_scale.data_ptr<float>(), s);
     });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -131,21 +165,36 @@ std::tuple<at::Tensor, at::Tensor> kv_cache_gather(
   auto value = at::empty({total_tokens, s.heads, s.head_dim}, opts);
   const int64_t batch = seq_lens.size(0);
   if (total_tokens == 0 || s.heads * s.head_dim == 0) return {key, value};
-  TORCH_CHECK(batch > 0, "seq_lens: empty batch but total_tokens = ", total_tokens);
-  // Exclusive prefix sum [0, l0, l0+l1, ...]; the caller checked sum(seq_lens) == total_tokens.
+  if (batch == 0) {  // no sequences: every requested row reads as zero (no token to find)
+    key.zero_();
+    value.zero_();
+    return {key, value};
+  }
+  // Exclusive prefix sum [0, l0, l0+l1, ...] on the device. total_tokens need not equal
+  // sum(seq_lens): rows past the sum are zero-filled by the kernel, so nothing here reads values.
   auto cu = at::zeros({batch + 1}, seq_lens.options().dtype(at::kLong));
-  cu.narrow(0, 1, batch).copy_(at::cumsum(seq_lens, 0, at::kLong));
+  auto tail = cu.narrow(0, 1, batch);
+  at::cumsum_out(tail, seq_lens, 0, at::kLong);
   auto stream = c10::cuda::getCurrentCUDAStream();
+  const auto* kc = reinterpret_cast<const uint8_t*>(key_cache.data_ptr());
+  const auto* vc = reinterpret_cast<const uint8_t*>(value_cache.data_ptr());
   with_float_type(dtype, [&](auto t) {
     using T = decltype(t);
+    auto* ko = reinterpret_cast<T*>(key.data_ptr());
+    auto* vo = reinterpret_cast<T*>(value.data_ptr());
+    const int vec = vec_for<T>(s.head_dim, {ko, vo}, {kc, vc});
+    const dim3 grid = grid_for(s, vec);
     with_index_type(block_table.scalar_type(), [&](auto i) {
       using I = decltype(i);
-      kv_cache_gather_kernel<<<grid_for(s), kThreads, 0, stream>>>(
-          reinterpret_cast<const uint8_t*>(key_cache.data_ptr()),
-          reinterpret_cast<const uint8_t*>(value_cache.data_ptr()),
-          reinterpret_cast<const I*>(block_table.data_ptr()), block_table.size(1),
-          cu.data_ptr<int64_t>(), batch, k_scale.data_ptr<float>(), v_scale.data_ptr<float>(),
-          reinterpret_cast<T*>(key.data_ptr()), reinterpret_cast<T*>(value.data_ptr()), s);
+      const auto* table = reinterpret_cast<const I*>(block_table.data_ptr());
+      if (vec == 8)
+        kv_cache_gather_kernel<T, I, 8><<<grid, kThreads, 0, stream>>>(
+            kc, vc, table, block_table.size(1), cu.data_ptr<int64_t>(), batch,
+            k_scale.data_ptr<float>(), v_scale.data_ptr<float>(), ko, vo, s);
+      else
+        kv_cache_gather_kernel<T, I, 1><<<grid, kThreads, 0, stream>>>(
+            kc, vc, table, block_table.size(1), cu.data_ptr<int64_t>(), batch,
+            k_scale.data_ptr<float>(), v_scale.data_ptr<float>(), ko, vo, s);
     });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

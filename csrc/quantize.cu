@@ -8,6 +8,9 @@
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cstdint>
+#include <type_traits>
+
 #include "checks.h"
 #include "nvfp4/quantize.cuh"
 #include "ops.h"
@@ -52,17 +55,24 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   auto* d = data.data_ptr<uint8_t>();
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const float* gs = global_scale.data_ptr<float>();
+  // 16-byte loads need x 16-byte aligned (always, for a fresh allocation; not for every view).
+  const bool vec = reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  auto launch = [&](auto* in) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    if (vec)
+      quantize_kernel<T, true><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
+    else
+      quantize_kernel<T, false><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
+  };
   switch (x.scalar_type()) {
     case at::kBFloat16:
-      quantize_kernel<<<grid_for(slots), kThreads, 0, stream>>>(
-          reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()), gs, d, sc, s);
+      launch(reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()));
       break;
     case at::kHalf:
-      quantize_kernel<<<grid_for(slots), kThreads, 0, stream>>>(
-          reinterpret_cast<const __half*>(x.data_ptr()), gs, d, sc, s);
+      launch(reinterpret_cast<const __half*>(x.data_ptr()));
       break;
     default:
-      quantize_kernel<<<grid_for(slots), kThreads, 0, stream>>>(x.data_ptr<float>(), gs, d, sc, s);
+      launch(x.data_ptr<float>());
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale};

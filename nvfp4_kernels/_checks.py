@@ -1,13 +1,18 @@
-"""Argument checks shared by the custom ops and the public API.
+"""Argument checks: the primitives, and one function per op that the op's real kernel and its
+fake kernel both run (so the same error appears eagerly and under ``torch.compile``).
 
 Every message names the argument, what was expected and what was given (shape, dtype, device), so
-a serving engineer can fix the call without reading the kernel. Kernels rely on these checks:
-they assume contiguous tensors of the checked shapes and never bounds-check again.
+a serving engineer can fix the call without reading the kernel. These checks read only metadata
+(shape, dtype, device, contiguity): no device synchronisation, so every op stays CUDA-graph
+capturable. Index *values* (slot ids, block ids, lengths) are handled inside the kernels; the
+opt-in value checks live in ``nvfp4_kernels.debug``.
 """
 
 from __future__ import annotations
 
 import torch
+
+from nvfp4_kernels.reference import BLOCK, swizzled_shape
 
 FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 OUT_DTYPES = (torch.bfloat16, torch.float16)
@@ -22,6 +27,10 @@ def describe(t: torch.Tensor) -> str:
 
 
 def tensor(name: str, t, *, dtypes=None, ndim=None, contiguous=True) -> None:
+    # One combined test on the (common) good path; the messages are built only on failure.
+    if (isinstance(t, torch.Tensor) and (dtypes is None or t.dtype in dtypes)
+            and (ndim is None or t.dim() == ndim) and (not contiguous or t.is_contiguous())):
+        return
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if dtypes is not None and t.dtype not in dtypes:
@@ -29,9 +38,8 @@ def tensor(name: str, t, *, dtypes=None, ndim=None, contiguous=True) -> None:
         raise TypeError(f"{name}: dtype must be one of ({allowed}), got {describe(t)}")
     if ndim is not None and t.dim() != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D tensor, got {describe(t)}")
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{name}: must be contiguous (call .contiguous()), got strides "
-                         f"{t.stride()} for {describe(t)}")
+    raise ValueError(f"{name}: must be contiguous (call .contiguous()), got strides "
+                     f"{t.stride()} for {describe(t)}")
 
 
 def scalar_f32(name: str, t, *, numel=(1,)) -> None:
@@ -48,6 +56,9 @@ def multiple_of(name: str, value: int, m: int, what: str) -> None:
 
 
 def same_device(**tensors) -> None:
+    devices = {t.device for t in tensors.values() if t is not None}
+    if len(devices) <= 1:
+        return
     named = [(n, t) for n, t in tensors.items() if t is not None]
     first_name, first = named[0]
     for name, t in named[1:]:
@@ -68,7 +79,6 @@ def out_dtype(name: str, dtype, options=OUT_DTYPES) -> None:
 
 def scale_shape(name: str, scale: torch.Tensor, rows: int, cols: int, layout: str) -> None:
     """Block scales for a [rows, cols] matrix (cols = K, logical) in `layout`."""
-    from nvfp4_kernels.reference import BLOCK, swizzled_shape
     tensor(name, scale, dtypes=FP8_STORAGE)
     if layout == "swizzled":
         rp, cp = swizzled_shape(rows, cols // BLOCK)
@@ -78,3 +88,114 @@ def scale_shape(name: str, scale: torch.Tensor, rows: int, cols: int, layout: st
     elif tuple(scale.shape) != (rows, cols // BLOCK):
         raise ValueError(f"{name}: linear scales for a {rows}x{cols} matrix must have shape "
                          f"({rows}, {cols // BLOCK}), got {describe(scale)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-op argument checks; each returns what the output shapes need.
+# ---------------------------------------------------------------------------------------------
+
+def quantize_args(x, global_scale, scale_layout):
+    tensor("x", x, dtypes=FLOAT_DTYPES, ndim=2)
+    if x.shape[1] % BLOCK:
+        multiple_of("x", x.shape[1], BLOCK, f"the last dim (shape {tuple(x.shape)})")
+    scalar_f32("global_scale", global_scale)
+    same_device(x=x, global_scale=global_scale)
+    choice("scale_layout", scale_layout, SCALE_LAYOUTS)
+
+
+def packed(name, data, scale, layout):
+    tensor(name, data, dtypes=(torch.uint8,), ndim=2)
+    rows, cols = data.shape[0], data.shape[1] * 2
+    if cols % BLOCK:
+        multiple_of(name, cols, BLOCK, f"the logical last dim (2 * {data.shape[1]})")
+    scale_shape("scale" if name == "data" else name + "_scale", scale, rows, cols, layout)
+    return rows, cols
+
+
+def dequantize_args(data, scale, global_scale, scale_layout, dtype):
+    choice("scale_layout", scale_layout, SCALE_LAYOUTS)
+    out_dtype("dtype", dtype, DEQUANT_DTYPES)
+    rows, cols = packed("data", data, scale, scale_layout)
+    scalar_f32("global_scale", global_scale)
+    same_device(data=data, scale=scale, global_scale=global_scale)
+    return rows, cols
+
+
+def epilogue(n, alpha_name, alpha, bias, dtype):
+    out_dtype("out_dtype", dtype)
+    scalar_f32(alpha_name, alpha, numel=(1, n))
+    if bias is not None:
+        tensor("bias", bias, dtypes=FLOAT_DTYPES, ndim=1)
+        if bias.shape[0] != n:
+            raise ValueError(f"bias: expected shape ({n},), got {describe(bias)}")
+
+
+def gemm_args(a, b, a_scale, b_scale, alpha, dtype, bias):
+    m, k = packed("a", a, a_scale, "swizzled")
+    n, kb = packed("b", b, b_scale, "swizzled")
+    if k != kb:
+        raise ValueError(f"a and b disagree on K: a is {describe(a)} (K={k}), "
+                         f"b is {describe(b)} (K={kb})")
+    epilogue(n, "alpha", alpha, bias, dtype)
+    same_device(a=a, b=b, a_scale=a_scale, b_scale=b_scale, alpha=alpha, bias=bias)
+    return m, n
+
+
+def gemm_w4a16_args(a, b, b_scale, b_alpha, scale_layout, dtype, bias):
+    tensor("a", a, dtypes=(torch.bfloat16, torch.float16), ndim=2)
+    choice("scale_layout", scale_layout, SCALE_LAYOUTS)
+    n, k = packed("b", b, b_scale, scale_layout)
+    if a.shape[1] != k:
+        raise ValueError(f"a and b disagree on K: a is {describe(a)} (K={a.shape[1]}), "
+                         f"b is {describe(b)} (K={k})")
+    dtype = a.dtype if dtype is None else dtype
+    epilogue(n, "b_alpha", b_alpha, bias, dtype)
+    same_device(a=a, b=b, b_scale=b_scale, b_alpha=b_alpha, bias=bias)
+    return a.shape[0], n, dtype
+
+
+def kv_scale(name, scale, heads):
+    scalar_f32(name, scale, numel=(1, heads))
+
+
+def kv_caches(key_cache, value_cache):
+    for name, cache in (("key_cache", key_cache), ("value_cache", value_cache)):
+        tensor(name, cache, dtypes=FP8_STORAGE, ndim=4)
+    if key_cache.shape != value_cache.shape:
+        raise ValueError(f"key_cache and value_cache differ: {describe(key_cache)} vs "
+                         f"{describe(value_cache)}")
+
+
+def kv_write_args(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale):
+    kv_caches(key_cache, value_cache)
+    _, _, heads, dim = key_cache.shape
+    for name, t in (("key", key), ("value", value)):
+        tensor(name, t, dtypes=FLOAT_DTYPES, ndim=3)
+        if tuple(t.shape[1:]) != (heads, dim):
+            raise ValueError(f"{name}: expected [tokens, {heads}, {dim}] to match the cache "
+                             f"{describe(key_cache)}, got {describe(t)}")
+    if key.shape != value.shape:
+        raise ValueError(f"key and value differ: {describe(key)} vs {describe(value)}")
+    tensor("slot_mapping", slot_mapping, dtypes=(torch.int32, torch.int64), ndim=1)
+    if slot_mapping.shape[0] != key.shape[0]:
+        raise ValueError(f"slot_mapping: expected one slot per token ({key.shape[0]}), got "
+                         f"{describe(slot_mapping)}")
+    kv_scale("k_scale", k_scale, heads)
+    kv_scale("v_scale", v_scale, heads)
+    same_device(key=key, value=value, key_cache=key_cache, value_cache=value_cache,
+                slot_mapping=slot_mapping, k_scale=k_scale, v_scale=v_scale)
+
+
+def kv_gather_args(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, dtype):
+    kv_caches(key_cache, value_cache)
+    heads = key_cache.shape[2]
+    tensor("block_table", block_table, dtypes=(torch.int32, torch.int64), ndim=2)
+    tensor("seq_lens", seq_lens, dtypes=(torch.int32, torch.int64), ndim=1)
+    if seq_lens.shape[0] != block_table.shape[0]:
+        raise ValueError(f"seq_lens: expected one length per block_table row "
+                         f"({block_table.shape[0]}), got {describe(seq_lens)}")
+    kv_scale("k_scale", k_scale, heads)
+    kv_scale("v_scale", v_scale, heads)
+    out_dtype("dtype", dtype, DEQUANT_DTYPES)
+    same_device(key_cache=key_cache, value_cache=value_cache, block_table=block_table,
+                seq_lens=seq_lens, k_scale=k_scale, v_scale=v_scale)

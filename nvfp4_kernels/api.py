@@ -1,6 +1,10 @@
-"""The public functions: validate, shape, then call the ``torch.ops.nvfp4`` custom ops.
+"""The public functions: check what only they see, shape, then call the ``nvfp4`` ops.
 
 Leading dims are flattened here so that ops and kernels only ever see 2-D contiguous matrices.
+Argument checks of the flattened tensors happen once, in the op (``_checks``); calls go through
+``ops.<name>``, which in plain eager mode skips the dispatcher round trip (see ``_dispatch``).
+Nothing on these paths reads a device value or copies from the host: every function is
+CUDA-graph capturable (global scales and alphas come from ``_global_scale``).
 """
 
 from __future__ import annotations
@@ -10,23 +14,19 @@ import math
 import torch
 
 from nvfp4_kernels import _checks as check
-from nvfp4_kernels import ops as _ops  # noqa: F401  (registers torch.ops.nvfp4)
+from nvfp4_kernels import _global_scale, _scales
+from nvfp4_kernels import debug  # noqa: F401  (nk.debug: the opt-in value checks)
+from nvfp4_kernels import ops as _ops
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.formats import NVFP4
 from nvfp4_kernels.reference import BLOCK
 
 
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """448*6/amax(|x|) as a 0-dim float32 tensor on x's device; 1.0 when x is all zero."""
+    """min(448*6/amax(|x|), FLT_MAX) as a 0-dim float32 tensor on x's device; 1.0 when x is
+    all zero; non-finite elements are ignored. Device operations only (no sync)."""
     check.tensor("x", x, dtypes=check.FLOAT_DTYPES, contiguous=False)
-    return ref.global_scale(x)
-
-
-def _as_global_scale(value, device) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        check.scalar_f32("global_scale", value)
-        return value.reshape(())
-    return torch.tensor(float(value), dtype=torch.float32, device=device)
+    return _global_scale.global_scale(x)
 
 
 def quantize(x: torch.Tensor, global_scale=None, *, scale_layout: str = "swizzled",
@@ -36,18 +36,26 @@ def quantize(x: torch.Tensor, global_scale=None, *, scale_layout: str = "swizzle
     global_scale: encode-direction scale (tensor or float); computed from x when None.
     scale_layout: "swizzled" (what the GEMMs read) or "linear" ([..., K/16]).
     """
-    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
-    if x.dim() == 0:
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        check.tensor("x", x)
         raise ValueError(f"x: expected at least 1 dim, got {check.describe(x)}")
     cols = x.shape[-1]
-    check.multiple_of("x", cols, BLOCK, f"the last dim (shape {tuple(x.shape)})")
-    gs = ref.global_scale(x) if global_scale is None else _as_global_scale(global_scale, x.device)
+    if global_scale is None:
+        check.tensor("x", x, dtypes=check.FLOAT_DTYPES, contiguous=False)
+        gs = _global_scale.global_scale(x)
+    else:
+        if not isinstance(global_scale, torch.Tensor):  # a number: checked here, for free
+            global_scale = _scales.check_scale_value("global_scale", global_scale)
+        else:
+            _scales.debug_check_scale("global_scale", global_scale)  # opt-in (syncs)
+        gs = _global_scale.as_global_scale(global_scale, x.device)
     lead = x.shape[:-1]
-    data, scale = torch.ops.nvfp4.quantize(x.reshape(math.prod(lead), cols), gs, scale_layout,
-                                           backend)
-    data = data.reshape(*lead, cols // 2)
-    if scale_layout == "linear":
-        scale = scale.reshape(*lead, cols // BLOCK)
+    x2 = x if x.dim() == 2 else x.reshape(math.prod(lead), cols)
+    data, scale = _ops.quantize(x2, gs, scale_layout, backend)
+    if x.dim() != 2:
+        data = data.reshape(*lead, cols // 2)
+        if scale_layout == "linear":
+            scale = scale.reshape(*lead, cols // BLOCK)
     return NVFP4(data, scale, gs, scale_layout, x.shape)
 
 
@@ -57,8 +65,7 @@ def dequantize(q: NVFP4, dtype: torch.dtype = torch.bfloat16, *,
     if not isinstance(q, NVFP4):
         raise TypeError(f"q: expected nvfp4_kernels.NVFP4, got {type(q).__name__}")
     flat = q.as_2d()
-    out = torch.ops.nvfp4.dequantize(flat.data, flat.scale, q.global_scale, q.scale_layout,
-                                     dtype, backend)
+    out = _ops.dequantize(flat.data, flat.scale, q.global_scale, q.scale_layout, dtype, backend)
     return out.reshape(q.shape)
 
 
@@ -84,28 +91,33 @@ def _weight(b) -> NVFP4:
 
 
 def gemm(a, b: NVFP4, *, out_dtype: torch.dtype | None = None, bias: torch.Tensor | None = None,
-         backend: str | None = None) -> torch.Tensor:
+         weight_alpha: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
     """D = a @ dequant(b)^T (+ bias), fp32 accumulation.
 
     a: NVFP4 (..., K) -> W4A4 (alpha = 1/(gs_a*gs_b)); or a dense bf16/fp16 tensor (..., K) ->
     weight-only W4A16. b: NVFP4 weight [N, K]. out_dtype: bf16 or fp16; default bf16 for W4A4
     and a's dtype for W4A16.
+    weight_alpha: b's decode-direction scale 1/gs_b (float32, 1 or N values), if the caller keeps
+    it (``NVFP4Linear.weight_alpha``, ModelOpt's ``weight_scale_2``): saves recomputing it from
+    b.global_scale on every call (W4A16 then launches nothing but the GEMM).
     """
     b = _weight(b)
     n = b.shape[0]
+    if weight_alpha is None:
+        weight_alpha = _global_scale.inverse(b.global_scale).reshape(1)
     if isinstance(a, NVFP4):
         lead = a.shape[:-1]
-        a2 = a.as_2d().with_scale_layout("swizzled")
+        a2 = (a if len(a.shape) == 2 else a.as_2d()).with_scale_layout("swizzled")
         b2 = b.with_scale_layout("swizzled")
-        alpha = (1.0 / (a.global_scale * b.global_scale)).reshape(1)
-        out = torch.ops.nvfp4.gemm(a2.data, b2.data, a2.scale, b2.scale, alpha,
-                                   out_dtype or torch.bfloat16, bias, backend)
+        alpha = weight_alpha / a.global_scale
+        out = _ops.gemm(a2.data, b2.data, a2.scale, b2.scale, alpha, out_dtype or torch.bfloat16,
+                        bias, backend)
     else:
-        check.tensor("a", a, dtypes=(torch.bfloat16, torch.float16))
-        if a.dim() == 0:
+        if not isinstance(a, torch.Tensor) or a.dim() == 0:
+            check.tensor("a", a)
             raise ValueError(f"a: expected at least 1 dim, got {check.describe(a)}")
         lead = a.shape[:-1]
-        b_alpha = (1.0 / b.global_scale).reshape(1)
-        out = torch.ops.nvfp4.gemm_w4a16(a.reshape(math.prod(lead), a.shape[-1]), b.data, b.scale, b_alpha,
-                                         b.scale_layout, out_dtype, bias, backend)
-    return out.reshape(*lead, n)
+        a2 = a if a.dim() == 2 else a.reshape(math.prod(lead), a.shape[-1])
+        out = _ops.gemm_w4a16(a2, b.data, b.scale, weight_alpha, b.scale_layout, out_dtype, bias,
+                              backend)
+    return out if len(lead) == 1 else out.reshape(*lead, n)

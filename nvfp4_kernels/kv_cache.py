@@ -2,30 +2,40 @@
 
 Layout is vLLM's flash layout, ``[num_blocks, block_size, num_heads, head_dim]``, so caches made by
 vLLM can be read and written directly. Scales are float32, one per tensor or one per head.
+
+Both functions are CUDA-graph capturable (gather: when ``total_tokens`` is given): slot ids, block
+ids and lengths are never read on the host. Out-of-range slots are skipped and out-of-range
+rows/blocks gather as zero, inside the kernels; ``nk.debug.set_checks(True)`` (or
+NVFP4_DEBUG_CHECKS=1) turns them into errors instead, at the cost of a sync per call.
 """
 
 from __future__ import annotations
 
 import torch
 
-from nvfp4_kernels import ops as _ops  # noqa: F401  (registers torch.ops.nvfp4)
+from nvfp4_kernels import _scales
+from nvfp4_kernels import ops as _ops
 
 
-def _scale(value, device):
+def _scale(name, value, device):
     if isinstance(value, torch.Tensor):
+        _scales.debug_check_scale(name, value)  # opt-in: reads the value (a sync)
         return value
-    return torch.tensor([float(value)], dtype=torch.float32, device=device)
+    # A number is checked for free; a fill on the device, not a host-to-device copy, keeps it
+    # capturable in a CUDA graph.
+    value = _scales.check_scale_value(name, value)
+    return torch.full((1,), value, dtype=torch.float32, device=device)
 
 
 def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
           backend: str | None = None) -> None:
     """cache[slot] = e4m3_satfinite(x / scale) for every token whose slot is not -1 (in place).
 
-    key, value: [tokens, heads, head_dim]; slot_mapping: int32/int64 [tokens].
+    key, value: [tokens, heads, head_dim]; slot_mapping: int32/int64 [tokens]. Slots outside
+    [0, num_blocks * block_size) are skipped like -1.
     """
-    torch.ops.nvfp4.kv_cache_write(key, value, key_cache, value_cache, slot_mapping,
-                                   _scale(k_scale, key.device),
-                                   _scale(v_scale, key.device), backend)
+    _ops.kv_cache_write(key, value, key_cache, value_cache, slot_mapping,
+                        _scale("k_scale", k_scale, key.device), _scale("v_scale", v_scale, key.device), backend)
 
 
 def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
@@ -34,12 +44,13 @@ def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
     """Dequantized K, V of each sequence, concatenated: [sum(seq_lens), heads, head_dim] each.
 
     Sequence i occupies rows cu[i]:cu[i+1] with cu = cumsum([0] + seq_lens) (flash-attn varlen).
-    total_tokens: pass sum(seq_lens) to skip the device-to-host sync that computes it.
+    total_tokens: the number of output rows. Pass it (sum(seq_lens), known to the scheduler) to
+    avoid the device-to-host sync that computes it, which a CUDA graph cannot capture. Rows past
+    sum(seq_lens), and rows whose block id is outside the cache, are zero.
     """
     if total_tokens is None:
         total_tokens = int(seq_lens.sum()) if seq_lens.numel() else 0
     device = key_cache.device
-    return torch.ops.nvfp4.kv_cache_gather(key_cache, value_cache, block_table, seq_lens,
-                                           _scale(k_scale, device),
-                                           _scale(v_scale, device), total_tokens,
-                                           dtype, backend)
+    return _ops.kv_cache_gather(key_cache, value_cache, block_table, seq_lens,
+                                _scale("k_scale", k_scale, device), _scale("v_scale", v_scale, device), total_tokens,
+                                dtype, backend)

@@ -90,22 +90,60 @@ def test_empty_write_and_gather():
     assert k.shape == (0, 1, 64) and v.shape == (0, 1, 64)
 
 
-def test_out_of_range_slots_are_refused_before_any_write():
+def test_out_of_range_slots_are_skipped_without_debug_checks(device):
+    """No host check on the hot path: slots outside the cache are skipped like -1, in-kernel."""
+    kc, vc = make_cache(2, 16, 1, 64).to(device), make_cache(2, 16, 1, 64).to(device)
+    x = torch.randn(4, 1, 64, device=device)
+    nk.kv_cache.write(x, x, kc, vc, torch.tensor([0, 32, -2, 31], device=device), 1.0, 1.0)
+    flat = kc.view(torch.uint8).reshape(32, 64).cpu()
+    want = torch.clamp(x.cpu().float(), -448, 448).to(E4M3).view(torch.uint8).reshape(4, 64)
+    assert torch.equal(flat[0], want[0]) and torch.equal(flat[31], want[3])
+    assert torch.all(flat[1:31] == 0x7F)  # slots 32 and -2 wrote nothing
+
+
+def test_debug_checks_refuse_out_of_range_slots_before_any_write():
     kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
     x = torch.randn(2, 1, 64)
-    for bad in ([0, 32], [-2, 3]):
-        with pytest.raises(ValueError, match="slot_mapping"):
-            nk.kv_cache.write(x, x, kc, vc, torch.tensor(bad), 1.0, 1.0)
+    previous = nk.debug.set_checks(True)
+    try:
+        for bad in ([0, 32], [-2, 3]):
+            with pytest.raises(ValueError, match="slot_mapping"):
+                nk.kv_cache.write(x, x, kc, vc, torch.tensor(bad), 1.0, 1.0)
+    finally:
+        nk.debug.set_checks(previous)
     assert torch.all(kc.view(torch.uint8) == 0x7F)
 
 
-def test_gather_refuses_lengths_and_blocks_out_of_range():
+def test_gather_zero_fills_rows_it_cannot_find(device):
+    """Lengths past the table, bad block ids and rows past sum(seq_lens) read as zero."""
+    gen = torch.Generator().manual_seed(5)
+    kc = (torch.randn(3, 16, 1, 64, generator=gen)).to(E4M3).to(device)
+    vc = kc.clone()
+    table = torch.tensor([[0, 1], [2, 7]], dtype=torch.int32, device=device)  # 7: no such block
+    lens = torch.tensor([40, 20], dtype=torch.int32, device=device)  # 40 > 2 blocks of 16
+    k, v = nk.kv_cache.gather(kc, vc, table, lens, 1.0, 1.0, dtype=torch.float32,
+                              total_tokens=64)
+    flat = kc.float().reshape(48, 1, 64).cpu()
+    k = k.cpu()
+    assert torch.equal(k[:32], flat[:32])              # sequence 0, blocks 0 and 1
+    assert torch.all(k[32:40] == 0)                    # positions 32..39: past its table row
+    assert torch.equal(k[40:56], flat[32:48])          # sequence 1, block 2
+    assert torch.all(k[56:60] == 0)                    # block id 7 is outside the cache
+    assert torch.all(k[60:] == 0)                      # rows past sum(seq_lens) = 60
+    assert torch.equal(v.cpu(), k)
+
+
+def test_debug_checks_refuse_lengths_and_blocks_out_of_range():
     kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
     table = torch.tensor([[0, 1]], dtype=torch.int32)
-    with pytest.raises(ValueError, match="seq_lens"):
-        nk.kv_cache.gather(kc, vc, table, torch.tensor([33]), 1.0, 1.0)
-    with pytest.raises(ValueError, match="block_table"):
-        nk.kv_cache.gather(kc, vc, torch.tensor([[0, 5]], dtype=torch.int32), torch.tensor([20]),
-                           1.0, 1.0)
-    with pytest.raises(ValueError, match="total_tokens"):
-        nk.kv_cache.gather(kc, vc, table, torch.tensor([20]), 1.0, 1.0, total_tokens=3)
+    previous = nk.debug.set_checks(True)
+    try:
+        with pytest.raises(ValueError, match="seq_lens"):
+            nk.kv_cache.gather(kc, vc, table, torch.tensor([33]), 1.0, 1.0)
+        with pytest.raises(ValueError, match="block_table"):
+            nk.kv_cache.gather(kc, vc, torch.tensor([[0, 5]], dtype=torch.int32),
+                               torch.tensor([20]), 1.0, 1.0)
+        with pytest.raises(ValueError, match="total_tokens"):
+            nk.kv_cache.gather(kc, vc, table, torch.tensor([20]), 1.0, 1.0, total_tokens=3)
+    finally:
+        nk.debug.set_checks(previous)

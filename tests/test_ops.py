@@ -104,3 +104,28 @@ def test_compile_fullgraph_kv_cache_round_trip():
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")(key, kc2, vc2, *args)
     assert torch.equal(eager[0], compiled[0]) and torch.equal(kc1.view(torch.uint8),
                                                               kc2.view(torch.uint8))
+
+
+def test_eager_entry_points_bypass_the_dispatcher_only_in_plain_eager_mode():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from nvfp4_kernels import _dispatch, ops
+
+    assert _dispatch.eager()
+    x = torch.randn(5, 32)
+    gs = nk.global_scale(x)
+    direct = ops.quantize(x, gs, "linear")
+    via_op = torch.ops.nvfp4.quantize(x, gs, "linear")
+    assert all(torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+               for a, b in zip(direct, via_op))
+    with FakeTensorMode() as mode:
+        assert not _dispatch.eager()
+        data, scale = ops.quantize(mode.from_tensor(x), mode.from_tensor(gs), "linear")
+        assert data.shape == (5, 16) and scale.shape == (5, 2)
+    seen = []
+
+    def f(x, gs):
+        seen.append(_dispatch.eager())
+        return ops.quantize(x, gs, "linear")[0]
+    torch.compile(f, fullgraph=True, backend="eager")(x, gs)
+    assert seen and not any(seen)

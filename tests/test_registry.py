@@ -52,14 +52,68 @@ def fake_backends(monkeypatch, spec):
 def test_automatic_choice_follows_priority_and_skips_what_cannot_run(monkeypatch):
     fake_backends(monkeypatch, {
         "cutlass": ({"gemm"}, "needs SM100/SM120"),
-        "cuda": ({"quantize"}, None),
-        "triton": ({"quantize", "gemm"}, None),
+        "cuda": ({"quantize", "gemm_w4a16"}, None),
+        "triton": ({"quantize", "gemm", "gemm_w4a16"}, None),
         "reference": ({"quantize", "gemm", "dequantize"}, None),
     })
     meta = torch.device("meta")  # any non-CPU device type exercises the full search
-    assert registry.choose("quantize", meta)[0] == "cuda"
-    assert registry.choose("gemm", meta)[0] == "triton"
+    assert registry.choose("gemm_w4a16", meta)[0] == "cuda"  # default order: cuda before triton
+    assert registry.choose("gemm", meta)[0] == "triton"      # cutlass cannot run
     assert registry.choose("dequantize", meta)[0] == "reference"
+
+
+def test_order_is_per_op(monkeypatch):
+    """quantize/dequantize and the KV cache prefer triton over cuda (measured on the H100)."""
+    fake_backends(monkeypatch, {name: (set(registry.OP_NAMES), None)
+                                for name in registry.BACKEND_NAMES})
+    meta = torch.device("meta")
+    for op in ("quantize", "dequantize", "kv_cache_write", "kv_cache_gather"):
+        assert registry.choose(op, meta)[0] == "triton", op
+        assert registry.order(op).index("triton") < registry.order(op).index("cuda")
+    assert registry.choose("gemm", meta)[0] == "cutlass"
+    monkeypatch.setitem(registry.ORDER, ("gemm", 9), ("triton", "reference"))
+    assert registry.order("gemm", (9, 0)) == ("triton", "reference")
+    assert registry.order("gemm", (12, 0)) == registry.BACKEND_NAMES
+
+
+def test_a_shape_the_backend_cannot_take_goes_to_the_next_one(monkeypatch):
+    calls = []
+
+    def impl(name):
+        return lambda *args: calls.append(name) or name
+
+    modules = {name: types.SimpleNamespace(OPS=frozenset({"gemm"}),
+                                           why_unavailable=lambda device: None,
+                                           get=lambda op, n=name: impl(n))
+               for name in registry.BACKEND_NAMES}
+    monkeypatch.setattr(registry, "backend_module", lambda name: modules[name])
+    registry.clear_cache()
+    meta = torch.device("meta")
+    name, gemm = registry.choose("gemm", meta)
+    assert name == "cutlass"
+    a = torch.empty(4, 32, dtype=torch.uint8)   # K = 64
+    ok_b = torch.empty(64, 32, dtype=torch.uint8)
+    odd_b = torch.empty(40, 32, dtype=torch.uint8)  # N = 40: not a multiple of 32
+    assert gemm(a, ok_b, None, None, None, None, None) == "cutlass"
+    assert gemm(a, odd_b, None, None, None, None, None) == "cuda"
+    reason, used = registry.fallbacks()[("gemm", "cutlass")]
+    assert "multiples of 32" in reason and "N=40" in reason and used == "cuda"
+    assert registry.report(meta)["gemm"]["fallbacks"]["cutlass"]["used"] == "cuda"
+    # Forced per call, the shape limit is an error that says why.
+    _, forced = registry.choose("gemm", meta, backend="cutlass")
+    with pytest.raises(nk.BackendUnavailableError, match="N=40"):
+        forced(a, odd_b, None, None, None, None, None)
+    assert calls == ["cutlass", "cuda"]
+
+
+def test_environment_is_read_once_per_clear(monkeypatch):
+    fake_backends(monkeypatch, {name: ({"gemm"}, None) for name in registry.BACKEND_NAMES})
+    meta = torch.device("meta")
+    assert registry.choose("gemm", meta)[0] == "cutlass"
+    monkeypatch.setenv("NVFP4_BACKEND", "triton")
+    assert registry.choose("gemm", meta)[0] == "cutlass"  # cached: no environment read per call
+    registry.clear_cache()
+    assert registry.choose("gemm", meta)[0] == "triton"
 
 
 def test_environment_forcing_falls_back_for_ops_the_backend_lacks(monkeypatch):
@@ -67,6 +121,7 @@ def test_environment_forcing_falls_back_for_ops_the_backend_lacks(monkeypatch):
         "cutlass": ({"gemm"}, None), "cuda": (set(), None), "triton": ({"quantize"}, None),
         "reference": ({"quantize", "gemm"}, None)})
     monkeypatch.setenv("NVFP4_BACKEND", "triton")
+    registry.clear_cache()
     meta = torch.device("meta")
     assert registry.choose("quantize", meta)[0] == "triton"
     assert registry.choose("gemm", meta)[0] == "cutlass"  # triton lacks gemm: automatic choice

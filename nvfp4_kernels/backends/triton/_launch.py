@@ -14,11 +14,21 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+_NO_SWITCH = contextlib.nullcontext()
+
+
 def grid_device(t: torch.Tensor):
-    """Launch on t's GPU (Triton launches on the current device, not the tensor's)."""
-    if t.device.type == "cuda":
-        return torch.cuda.device(t.device)
-    return contextlib.nullcontext()
+    """Launch on t's GPU (Triton launches on the current device, not the tensor's).
+
+    Entering ``torch.cuda.device`` costs a few microseconds per launch even when it changes
+    nothing; on the usual single-GPU decode path the tensor is already on the current device,
+    so that case returns a shared no-op context instead."""
+    if not t.is_cuda:
+        return _NO_SWITCH
+    index = t.get_device()
+    if index == torch.cuda.current_device():
+        return _NO_SWITCH
+    return torch.cuda.device(index)
 
 
 @functools.cache

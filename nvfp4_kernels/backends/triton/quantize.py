@@ -21,6 +21,11 @@ from nvfp4_kernels.reference import BLOCK, swizzled_shape
 # and enough programs in flight. The interpreter runs far faster with fewer, larger programs.
 _BLOCK_R = 32
 _BLOCK_S = 8
+_NUM_WARPS = 4
+# (BLOCK_R, BLOCK_S, num_warps) candidates that benchmarks/bench_quantize.py --sweep times on a
+# GPU; the default above stays until a measured candidate beats it (issue 11 item 3: the default
+# reached 65-67 % of copy bandwidth on the H100).
+CANDIDATES = ((32, 8, 4), (16, 16, 4), (64, 8, 8), (32, 16, 8), (128, 4, 8), (8, 32, 4))
 
 
 @triton.jit
@@ -91,32 +96,65 @@ def _dequantize_kernel(data_ptr, scale_ptr, gs_ptr, out_ptr, R, C, SCP4,
 @triton.jit
 def _amax_kernel(x_ptr, amax_ptr, numel, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    x = tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32)
+    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
+    # Non-finite elements are ignored (x == x is false for NaN; inf is not < inf).
+    x = tl.where((x == x) & (x < float("inf")), x, 0.0)
     # |x| >= 0, so the float max equals the max of the bit patterns read as int32.
-    tl.atomic_max(amax_ptr, tl.max(tl.abs(x), axis=0).to(tl.int32, bitcast=True))
+    tl.atomic_max(amax_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
 
 
 def amax(x: torch.Tensor) -> torch.Tensor:
-    """max |x| as a 0-dim float32 tensor, one kernel and no host sync."""
+    """max |x| over finite elements as a 0-dim float32 tensor, one kernel and no host sync."""
     flat = x.reshape(-1)
     out = torch.zeros((), dtype=torch.int32, device=x.device)
     block = 4096
     if flat.numel():
-        _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(), BLOCK=block)
+        with grid_device(x):
+            _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(),
+                                                              BLOCK=block)
     return out.view(torch.float32)
 
 
+@triton.jit
+def _global_scale_kernel(x_ptr, ws_ptr, gs_ptr, numel, BLOCK: tl.constexpr):
+    """gs = min(2688 / amax, FLT_MAX) (1 when amax == 0) in one launch: every program folds its
+    block's max into ws[0] (int32 bits of a non-negative float, so int max == float max) and
+    counts itself done in ws[1]; the last one to finish reads the total and writes gs."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
+    x = tl.where((x == x) & (x < float("inf")), x, 0.0)  # non-finite elements are ignored
+    tl.atomic_max(ws_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
+    # acq_rel (Triton's default): the last program's increment sees every earlier maximum.
+    done = tl.atomic_add(ws_ptr + 1, 1)
+    if done == tl.num_programs(0) - 1:
+        amax = tl.atomic_max(ws_ptr, 0).to(tl.float32, bitcast=True)  # an atomic read
+        gs = tl.math.div_rn(tl.full([1], 2688.0, tl.float32), tl.full([1], 1.0, tl.float32) * amax)
+        gs = tl.minimum(gs, 3.4028234663852886e38)
+        gs = tl.where(amax == 0.0, 1.0, gs)
+        tl.store(gs_ptr + tl.arange(0, 1), gs)
+
+
 def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """448*6/amax(|x|) (1.0 when all zero), as reference.global_scale, amax on the device."""
-    a = amax(x)
-    gs = torch.tensor(448.0 * 6.0, dtype=torch.float32, device=x.device) / a
-    return torch.where(a == 0, torch.ones_like(gs), gs)
+    """448*6/amax(|x|) clamped to FLT_MAX, 1.0 when all zero, non-finite elements ignored (as
+    nvfp4_kernels._global_scale): one fill and one kernel, no host sync."""
+    flat = x.reshape(-1)
+    ws = torch.zeros(2, dtype=torch.int32, device=x.device)
+    gs = torch.ones((), dtype=torch.float32, device=x.device) if not flat.numel() else \
+        torch.empty((), dtype=torch.float32, device=x.device)
+    if flat.numel():
+        block = 4096
+        with grid_device(x):
+            _global_scale_kernel[(triton.cdiv(flat.numel(), block),)](flat, ws, gs, flat.numel(),
+                                                                      BLOCK=block)
+    return gs
 
 
-def quantize(x, global_scale, scale_layout, *, out=None):
+def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     """x [R, C] -> (data u8 [R, C/2], scale e4m3 linear [R, C/16] or swizzled padded).
 
-    out: optional (data, scale) tensors to write into (tests pass NaN-poisoned ones)."""
+    out: optional (data, scale) tensors to write into (tests pass NaN-poisoned ones).
+    config: (BLOCK_R, BLOCK_S, num_warps), default (_BLOCK_R, _BLOCK_S, _NUM_WARPS)."""
+    block_r, block_s, warps = config or (_BLOCK_R, _BLOCK_S, _NUM_WARPS)
     rows, cols = x.shape
     swizzled = scale_layout == "swizzled"
     srows, scols = swizzled_shape(rows, cols // BLOCK) if swizzled else (rows, cols // BLOCK)
@@ -126,29 +164,30 @@ def quantize(x, global_scale, scale_layout, *, out=None):
     else:
         data, scale = out
     gs = global_scale.reshape(1).float()
-    grid = (triton.cdiv(srows, _BLOCK_R), triton.cdiv(scols, _BLOCK_S))
+    grid = (triton.cdiv(srows, block_r), triton.cdiv(scols, block_s))
     if grid[0] and grid[1]:
         with grid_device(x):
             _quantize_kernel[grid](x, gs, data, scale.view(torch.uint8), rows, cols, srows,
-                                   scols, scols // 4 if swizzled else 0, BLOCK_R=_BLOCK_R,
-                                   BLOCK_S=_BLOCK_S, SWIZZLED=swizzled, num_warps=4)
+                                   scols, scols // 4 if swizzled else 0, BLOCK_R=block_r,
+                                   BLOCK_S=block_s, SWIZZLED=swizzled, num_warps=warps)
     return data, scale
 
 
-def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None):
+def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None, config=None):
     """(data, scale) -> lut[q] * s / gs in float32, cast to dtype; bit-exact."""
+    block_r, block_s, warps = config or (_BLOCK_R, _BLOCK_S, _NUM_WARPS)
     rows, cols = data.shape[0], data.shape[1] * 2
     swizzled = scale_layout == "swizzled"
     if out is None:
         out = torch.empty((rows, cols), dtype=dtype, device=data.device)
     scp4 = swizzled_shape(rows, cols // BLOCK)[1] // 4
-    grid = (triton.cdiv(rows, _BLOCK_R), triton.cdiv(cols // BLOCK, _BLOCK_S))
+    grid = (triton.cdiv(rows, block_r), triton.cdiv(cols // BLOCK, block_s))
     if grid[0] and grid[1]:
         with grid_device(data):
             _dequantize_kernel[grid](data, scale.view(torch.uint8),
                                      global_scale.reshape(1).float(), out, rows, cols, scp4,
-                                     BLOCK_R=_BLOCK_R, BLOCK_S=_BLOCK_S, SWIZZLED=swizzled,
-                                     BF16_BY_BITS=interpreting(), num_warps=4)
+                                     BLOCK_R=block_r, BLOCK_S=block_s, SWIZZLED=swizzled,
+                                     BF16_BY_BITS=interpreting(), num_warps=warps)
     return out
 
 

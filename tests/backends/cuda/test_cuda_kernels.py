@@ -101,6 +101,71 @@ def test_kv_cache_write_and_gather_bit_exact(dtype, per_head, slot_dtype):
     assert torch.equal(_bits(got_v.cpu()), _bits(want_v))
 
 
+def _misaligned(t):
+    """The same values in a contiguous tensor whose data starts one element past an aligned
+    address: forces the kernels' scalar (VEC = 1) path."""
+    buf = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    out = buf[1:].view(t.shape)
+    out.copy_(t)
+    return out
+
+
+@pytest.mark.parametrize("heads,dim", [(32, 256), (8, 20)])  # dim 20: no 8-wide vectors
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("aligned", [True, False])
+def test_kv_cache_decode_shapes_and_out_of_range_indices(heads, dim, dtype, aligned):
+    """Issue 10: a one-token decode write once read slot_mapping[1..] and key out of bounds (the
+    launcher put tokens on grid.y, the kernels read them from blockIdx.x); a gather with more row
+    chunks than tokens wrote past its output. Bit-exact against the reference backend, including
+    slots and block ids outside the cache (skipped / zero-filled in-kernel)."""
+    from nvfp4_kernels.backends import reference as ref_backend
+
+    g = torch.Generator().manual_seed(heads * dim)
+    blocks, block_size = 4, 16
+    shape = (blocks, block_size, heads, dim)
+    poison = torch.full(shape, 0xA5, dtype=torch.uint8)
+    scale = torch.rand(heads, generator=g) + 0.5
+    kc, vc = poison.clone().cuda(), poison.clone().cuda()
+    rk, rv = poison.clone(), poison.clone()
+    for slots in ([37], [blocks * block_size], [-3], [5, 10_000, -1, 63]):
+        key = (torch.randn(len(slots), heads, dim, generator=g) * 50).to(dtype)
+        value = (torch.randn(len(slots), heads, dim, generator=g) * 50).to(dtype)
+        k_dev, v_dev = key.cuda(), value.cuda()
+        if not aligned:
+            k_dev, v_dev = _misaligned(k_dev), _misaligned(v_dev)
+        slot_t = torch.tensor(slots, dtype=torch.int32)
+        torch.ops.nvfp4.kv_cache_write(k_dev, v_dev, kc, vc, slot_t.cuda(), scale.cuda(),
+                                       scale.cuda(), backend="cuda")
+        ref_backend.kv_cache_write(key, value, rk, rv, slot_t, scale, scale)
+        torch.cuda.synchronize()
+        assert torch.equal(kc.cpu(), rk) and torch.equal(vc.cpu(), rv), slots
+
+    table = torch.tensor([[1, 9], [3, 0], [-1, 2]], dtype=torch.int64)
+    lens = torch.tensor([2, 20, 3], dtype=torch.int64)
+    for total in (1, 3, 25, 40):  # few rows (fewer than the row chunks), all of them, more
+        _poison_allocator()
+        got_k, got_v = torch.ops.nvfp4.kv_cache_gather(
+            kc, vc, table.cuda(), lens.cuda(), scale.cuda(), scale.cuda(), total, dtype,
+            backend="cuda")
+        want_k, want_v = ref_backend.kv_cache_gather(rk, rv, table, lens, scale, scale, total,
+                                                     dtype)
+        assert torch.equal(_bits(got_k.cpu()), _bits(want_k)), total
+        assert torch.equal(_bits(got_v.cpu()), _bits(want_v)), total
+
+
+def test_kv_cache_write_more_tokens_than_one_grid_dimension():
+    """Tokens are strided over grid.x: more than 65535 tokens in one call work."""
+    tokens, heads, dim = 70_000, 1, 16
+    key = torch.randn(tokens, heads, dim, device="cuda", dtype=torch.bfloat16)
+    kc = torch.zeros(tokens // 16 + 1, 16, heads, dim, dtype=torch.uint8, device="cuda")
+    vc = kc.clone()
+    slots = torch.arange(tokens, device="cuda")
+    one = torch.ones(1, device="cuda")
+    torch.ops.nvfp4.kv_cache_write(key, key, kc, vc, slots, one, one, backend="cuda")
+    want = key.float().clamp(-448, 448).to(torch.float8_e4m3fn).view(torch.uint8)
+    assert torch.equal(kc.reshape(-1, heads, dim)[:tokens], want)
+
+
 def test_public_api_picks_a_native_backend():
     x = torch.randn(64, 128, device="cuda", dtype=torch.bfloat16)
     q = nk.quantize(x)

@@ -101,7 +101,7 @@ def _specs():
     specs.append(("kv_cache_write", kv_cache._kv_write_kernel,
                   {"key_ptr": "*bf16", "value_ptr": "*bf16", "kc_ptr": "*u8", "vc_ptr": "*u8",
                    "slot_ptr": "*i64", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "H": "i32",
-                   "D": "i32"},
+                   "D": "i32", "NUM_SLOTS": "i32"},
                   dict(K_PER_HEAD=False, V_PER_HEAD=False, BLOCK_H=block_h, BLOCK_D=block_d),
                   ["key_ptr", "value_ptr", "kc_ptr", "vc_ptr", "slot_ptr", "ks_ptr", "vs_ptr",
                    "D"], 4, 3, {}))
@@ -109,7 +109,8 @@ def _specs():
                   {"kc_ptr": "*u8", "vc_ptr": "*u8", "table_ptr": "*i32", "cu_ptr": "*i64",
                    "lens_ptr": "*i32", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "ko_ptr": "*bf16",
                    "vo_ptr": "*bf16", "B": "i32", "H": "i32", "D": "i32",
-                   "TABLE_STRIDE": "i32", "BLOCK_SIZE": "i32"},
+                   "TABLE_STRIDE": "i32", "TABLE_COLS": "i32", "BLOCK_SIZE": "i32",
+                   "NUM_BLOCKS": "i32"},
                   dict(SEARCH_STEPS=(8).bit_length() + 1, K_PER_HEAD=True, V_PER_HEAD=True,
                        BF16_BY_BITS=False, BLOCK_H=block_h, BLOCK_D=block_d),
                   ["kc_ptr", "vc_ptr", "table_ptr", "cu_ptr", "lens_ptr", "ks_ptr", "vs_ptr",

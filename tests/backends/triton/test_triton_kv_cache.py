@@ -74,3 +74,57 @@ def test_public_path(device, gen):
                                        vs.cpu())
     _same(k, k_ref)
     _same(v, v_ref)
+
+
+def test_decode_write_and_out_of_range_indices_match_the_reference_backend(device, gen):
+    """One decode token over many heads, slots and block ids outside the cache: skipped or
+    zero-filled in-kernel, exactly as the reference backend does."""
+    from nvfp4_kernels.backends import reference as ref_backend
+
+    heads, dim, block_size, num_blocks = 32, 256, 16, 3
+    shape = (num_blocks, block_size, heads, dim)
+    kc = torch.randint(0, 255, shape, dtype=torch.uint8, generator=gen)
+    vc = torch.randint(0, 255, shape, dtype=torch.uint8, generator=gen)
+    scale = torch.tensor([0.5])
+    for slots in ([17], [num_blocks * block_size], [-5], [3, 999, -1, 47]):
+        tokens = len(slots)
+        key = torch.randn(tokens, heads, dim, generator=gen).half()
+        value = torch.randn(tokens, heads, dim, generator=gen).half()
+        slot_t = torch.tensor(slots)
+        got_k, got_v = kc.clone().to(device), vc.clone().to(device)
+        triton_kv.kv_cache_write(key.to(device), value.to(device), got_k, got_v,
+                                 slot_t.to(device), scale.to(device), scale.to(device))
+        want_k, want_v = kc.clone(), vc.clone()
+        ref_backend.kv_cache_write(key, value, want_k, want_v, slot_t, scale, scale)
+        assert torch.equal(got_k.cpu(), want_k) and torch.equal(got_v.cpu(), want_v), slots
+
+    table = torch.tensor([[0, 1], [2, 9], [-1, 0]], dtype=torch.int32)
+    lens = torch.tensor([40, 20, 5], dtype=torch.int32)
+    for total in (1, 65, 80):  # fewer rows than sum(seq_lens), exactly it, and more
+        out = (poisoned((total, heads, dim), torch.float32, device),
+               poisoned((total, heads, dim), torch.float32, device))
+        k, v = triton_kv.kv_cache_gather(kc.to(device), vc.to(device), table.to(device),
+                                         lens.to(device), scale.to(device), scale.to(device),
+                                         total, torch.float32, out=out)
+        want_k, want_v = ref_backend.kv_cache_gather(kc, vc, table, lens, scale, scale, total,
+                                                     torch.float32)
+        _same(k, want_k)
+        _same(v, want_v)
+
+
+@pytest.mark.parametrize("config", triton_kv.CANDIDATES)
+def test_every_tile_candidate_is_bit_exact(config, device, gen):
+    key, value, kc, vc, slots, ks, vs = _case(gen, device, 3, 80, 16, True, torch.uint8,
+                                              torch.float16)
+    want_k, want_v = kc.cpu().clone(), vc.cpu().clone()
+    triton_kv.kv_cache_write(key, value, kc, vc, slots, ks, vs, config=config)
+    ref.kv_cache_write(key.cpu(), value.cpu(), want_k, want_v, slots.cpu(), ks.cpu(), vs.cpu())
+    assert torch.equal(kc.cpu(), want_k) and torch.equal(vc.cpu(), want_v)
+    table = torch.tensor([[0, 1], [4, 2]], dtype=torch.int32)
+    lens = torch.tensor([17, 5], dtype=torch.int32)
+    k, v = triton_kv.kv_cache_gather(kc, vc, table.to(device), lens.to(device), ks, vs, 22,
+                                     torch.float32, config=config)
+    k_ref, v_ref = ref.kv_cache_gather(kc.cpu(), vc.cpu(), table, lens, ks.cpu(), vs.cpu(),
+                                       torch.float32)
+    _same(k, k_ref)
+    _same(v, v_ref)

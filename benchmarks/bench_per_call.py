@@ -1,0 +1,216 @@
+"""Per-call CPU cost of every public op at a tiny decode shape, layer by layer (issue 11 item 2).
+
+    python benchmarks/bench_per_call.py [--out DIR] [--calls 2000] [--stub]
+
+Each row is microseconds per call of a loop of ``--calls`` calls with one synchronisation at the
+end (so it is host time whenever the GPU keeps up, which it does at this shape): the cost a
+decode step pays in Python, dispatch and launch. The layers of one call, outermost first:
+
+    nk.gemm / nk.quantize / nk.kv_cache.write     public function (shapes, scales, NVFP4 glue)
+    torch.ops.nvfp4.<op>                           the op through the dispatcher (compile path)
+    ops.<op>                                       the same without the dispatcher (eager path)
+    _dispatch.<op>                                 argument checks + backend choice + backend
+    _checks.<op>_args, registry.choose             those two parts alone
+    backend function                               the Triton/CUDA launcher called directly
+
+--stub replaces every backend function by one that returns preallocated outputs: what remains
+is this library's own overhead (the only mode that means anything on a CPU-only machine).
+Results go to <out>/bench_per_call.json and .csv.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+import torch  # noqa: E402
+
+
+def per_call_us(fn, calls: int, device) -> float:
+    for _ in range(20):
+        fn()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    best = float("inf")
+    for _ in range(3):  # best of three loops: the least disturbed by other processes
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - start) / calls * 1e6)
+    return best
+
+
+def install_stub(device):
+    """Make every backend a no-op that returns preallocated outputs (registry.choose still runs)."""
+    from nvfp4_kernels.backends import registry
+    from nvfp4_kernels.reference import swizzled_shape
+
+    cache = {}
+
+    def outputs(key, make):
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def quantize(x, gs, layout):
+        rows, cols = x.shape
+        shape = swizzled_shape(rows, cols // 16) if layout == "swizzled" else (rows, cols // 16)
+        return outputs(("q", x.shape, layout), lambda: (
+            torch.empty(rows, cols // 2, dtype=torch.uint8, device=device),
+            torch.empty(shape, dtype=torch.float8_e4m3fn, device=device)))
+
+    def dequantize(data, scale, gs, layout, dtype):
+        return outputs(("dq", data.shape, dtype), lambda: torch.empty(
+            data.shape[0], data.shape[1] * 2, dtype=dtype, device=device))
+
+    def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
+        return outputs(("g", a.shape[0], b.shape[0], out_dtype), lambda: torch.empty(
+            a.shape[0], b.shape[0], dtype=out_dtype, device=device))
+
+    def gemm_w4a16(a, b, b_scale, b_alpha, layout, out_dtype, bias):
+        return outputs(("g16", a.shape[0], b.shape[0], out_dtype), lambda: torch.empty(
+            a.shape[0], b.shape[0], dtype=out_dtype, device=device))
+
+    def kv_cache_write(*args):
+        return None
+
+    def kv_cache_gather(kc, vc, table, lens, ks, vs, total, dtype):
+        shape = (total, *kc.shape[2:])
+        return outputs(("kvg", shape, dtype), lambda: (
+            torch.empty(shape, dtype=dtype, device=device),
+            torch.empty(shape, dtype=dtype, device=device)))
+
+    stubs = dict(quantize=quantize, dequantize=dequantize, gemm=gemm, gemm_w4a16=gemm_w4a16,
+                 kv_cache_write=kv_cache_write, kv_cache_gather=kv_cache_gather)
+    real = registry.choose
+
+    def choose(op, *args, **kwargs):
+        real(op, *args, **kwargs)  # keep its cost in the measurement
+        return "stub", stubs[op]
+    registry.choose = choose
+    return real
+
+
+def run(args):
+    import nvfp4_kernels as nk
+    from nvfp4_kernels import _checks, _dispatch, ops
+    from nvfp4_kernels.backends import registry
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    stub = args.stub or device.type == "cpu"
+    dtype = torch.bfloat16
+    m, n, k = args.shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(m, k, generator=gen).to(device, dtype)
+    w = nk.quantize(torch.randn(n, k, generator=gen).to(device, dtype))
+    w_alpha = (torch.ones(1) / w.global_scale.cpu().reshape(1)).to(device)
+    gs = nk.global_scale(x)
+    qx = nk.quantize(x, gs)
+    alpha = (w_alpha / gs).reshape(1)
+    heads, dim, bs = 32, 256, 16
+    key = torch.randn(1, heads, dim, generator=gen).to(device, dtype)
+    kc = torch.zeros(64, bs, heads, dim, dtype=torch.float8_e4m3fn, device=device)
+    vc = kc.clone()
+    slot = torch.tensor([5], device=device)
+    one = torch.ones(1, device=device)
+    table = torch.tensor([[0, 1]], dtype=torch.int32, device=device)
+    lens = torch.tensor([20], dtype=torch.int32, device=device)
+    linear = torch.nn.Linear(k, n, device=device, dtype=dtype)
+    lin16 = nk.NVFP4Linear.from_linear(linear, activations="bf16")
+    lin4s = nk.NVFP4Linear.from_linear(linear, activations="nvfp4", input_global_scale=gs)
+    lin4d = nk.NVFP4Linear.from_linear(linear, activations="nvfp4")
+
+    real_choose = install_stub(device) if stub else None
+    backend_fns = {}
+    if not stub:
+        for op in ("gemm_w4a16", "gemm", "quantize", "kv_cache_write"):
+            backend_fns[op] = registry.choose(op, device, (dtype,) if op != "gemm_w4a16"
+                                              else (dtype, dtype))
+    cases = [
+        ("reference point", "F.linear", lambda: torch.nn.functional.linear(x, linear.weight)),
+        ("gemm W4A16", "nk.gemm", lambda: nk.gemm(x, w)),
+        ("gemm W4A16", "nk.gemm(weight_alpha=)", lambda: nk.gemm(x, w, weight_alpha=w_alpha)),
+        ("gemm W4A16", "torch.ops.nvfp4.gemm_w4a16", lambda: torch.ops.nvfp4.gemm_w4a16(
+            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
+        ("gemm W4A16", "ops.gemm_w4a16", lambda: ops.gemm_w4a16(
+            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
+        ("gemm W4A16", "_dispatch.gemm_w4a16", lambda: _dispatch.gemm_w4a16(
+            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
+        ("gemm W4A16", "_checks.gemm_w4a16_args", lambda: _checks.gemm_w4a16_args(
+            x, w.data, w.scale, w_alpha, "swizzled", None, None)),
+        ("gemm W4A16", "registry.choose", lambda: registry.choose(
+            "gemm_w4a16", device, (dtype, dtype), None)),
+        ("gemm W4A4", "nk.gemm", lambda: nk.gemm(qx, w)),
+        ("gemm W4A4", "nk.gemm(weight_alpha=)", lambda: nk.gemm(qx, w, weight_alpha=w_alpha)),
+        ("gemm W4A4", "torch.ops.nvfp4.gemm", lambda: torch.ops.nvfp4.gemm(
+            qx.data, w.data, qx.scale, w.scale, alpha, dtype, None, None)),
+        ("gemm W4A4", "ops.gemm", lambda: ops.gemm(
+            qx.data, w.data, qx.scale, w.scale, alpha, dtype, None, None)),
+        ("quantize", "nk.quantize(x, gs)", lambda: nk.quantize(x, gs)),
+        ("quantize", "nk.quantize(x, 100.0)", lambda: nk.quantize(x, 100.0)),
+        ("quantize", "nk.quantize(x)", lambda: nk.quantize(x)),
+        ("quantize", "nk.global_scale(x)", lambda: nk.global_scale(x)),
+        ("quantize", "torch.ops.nvfp4.quantize", lambda: torch.ops.nvfp4.quantize(
+            x, gs, "swizzled", None)),
+        ("quantize", "ops.quantize", lambda: ops.quantize(x, gs, "swizzled", None)),
+        ("kv cache", "nk.kv_cache.write", lambda: nk.kv_cache.write(
+            key, key, kc, vc, slot, one, one)),
+        ("kv cache", "nk.kv_cache.write(float scales)", lambda: nk.kv_cache.write(
+            key, key, kc, vc, slot, 1.0, 1.0)),
+        ("kv cache", "torch.ops.nvfp4.kv_cache_write", lambda: torch.ops.nvfp4.kv_cache_write(
+            key, key, kc, vc, slot, one, one, None)),
+        ("kv cache", "nk.kv_cache.gather", lambda: nk.kv_cache.gather(
+            kc, vc, table, lens, one, one, total_tokens=20)),
+        ("NVFP4Linear", "W4A16 forward", lambda: lin16(x)),
+        ("NVFP4Linear", "W4A4 static forward", lambda: lin4s(x)),
+        ("NVFP4Linear", "W4A4 dynamic forward", lambda: lin4d(x)),
+    ]
+    for op, fn in backend_fns.items():
+        name, impl = fn
+        if op == "gemm_w4a16":
+            cases.append(("gemm W4A16", f"{name} backend function", lambda impl=impl: impl(
+                x, w.data, w.scale, w_alpha, "swizzled", dtype, None)))
+        elif op == "gemm":
+            cases.append(("gemm W4A4", f"{name} backend function", lambda impl=impl: impl(
+                qx.data, w.data, qx.scale, w.scale, alpha, dtype, None)))
+        elif op == "quantize":
+            cases.append(("quantize", f"{name} backend function",
+                          lambda impl=impl: impl(x, gs, "swizzled")))
+        else:
+            cases.append(("kv cache", f"{name} backend function",
+                          lambda impl=impl: impl(key, key, kc, vc, slot, one, one)))
+    rows = []
+    with torch.no_grad():
+        for group, name, fn in cases:
+            try:
+                us = per_call_us(fn, args.calls, device)
+                rows.append({"group": group, "call": name, "us_per_call": round(us, 2),
+                             "stub_backends": stub, "device": str(device),
+                             "shape": f"{m}x{k} @ {n}x{k}"})
+            except Exception as exc:  # noqa: BLE001 (record, keep measuring the rest)
+                rows.append({"group": group, "call": name, "us_per_call": None,
+                             "error": f"{type(exc).__name__}: {str(exc)[:160]}"})
+            print(f"{group:12s} {name:40s} {rows[-1].get('us_per_call')}")
+    if real_choose is not None:
+        registry.choose = real_choose
+    harness.write_results("bench_per_call", rows, args.out)
+    return rows
+
+
+def main(argv=None):
+    p = harness.common_args(__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--shape", type=int, nargs=3, default=[1, 256, 256], metavar=("M", "N", "K"))
+    p.add_argument("--stub", action="store_true",
+                   help="no-op backends: this library's own overhead only (always on a CPU)")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
