@@ -47,6 +47,7 @@ def info(device=None) -> dict:
         "device": str(device),
         "gpu": gpu,
         "backends": backends,
+        "choice": registry.report(device),
         "extension": {"loaded": ext is not None, "reason": _extension.why_missing(),
                       "archs": list(getattr(ext, "COMPILED_ARCHS", [])) if ext else []},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,

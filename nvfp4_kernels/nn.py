@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from nvfp4_kernels import _scales, api
-from nvfp4_kernels import ops as _ops  # noqa: F401  (registers torch.ops.nvfp4)
+from nvfp4_kernels import ops as _ops  # the op entry points (eager fast path, torch.ops under compile)
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.reference import BLOCK
 
@@ -273,14 +273,14 @@ class NVFP4Linear(nn.Module):
         out_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else self.compute_dtype
         if self.activations == "bf16":
             a = x2 if x2.dtype in _COMPUTE_DTYPES else x2.to(self.compute_dtype)
-            y = torch.ops.nvfp4.gemm_w4a16(a.contiguous(), self.weight, self.weight_scale,
+            y = _ops.gemm_w4a16(a.contiguous(), self.weight, self.weight_scale,
                                            self.weight_alpha, "swizzled", out_dtype, self.bias,
                                            self.backend)
         else:
             qa = api.quantize(x2.contiguous(), self.input_global_scale, scale_layout="swizzled",
                               backend=self.backend)
             alpha = self.weight_alpha / qa.global_scale
-            y = torch.ops.nvfp4.gemm(qa.data, self.weight, qa.scale, self.weight_scale, alpha,
+            y = _ops.gemm(qa.data, self.weight, qa.scale, self.weight_scale, alpha,
                                      out_dtype, self.bias, self.backend)
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
