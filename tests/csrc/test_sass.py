@@ -103,7 +103,7 @@ def test_sm100_gemm_uses_tcgen05_block_scaled_fp4_mma():
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120a"])
 def test_blackwell_quantize_uses_hardware_e2m1(arch):
     kernels = _functions(arch, QUANTIZE)
-    assert len(kernels) == 3, sorted(kernels)  # bf16, fp16, fp32 inputs
+    assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         n = len(HW_E2M1.findall(sass))
         assert n == 8, f"{arch} {name}: {n} hardware E2M1 conversions, expected 8 (one per pair)"
@@ -111,7 +111,7 @@ def test_blackwell_quantize_uses_hardware_e2m1(arch):
 
 def test_sm90_quantize_uses_bit_manipulation():
     kernels = _functions("sm_90a", QUANTIZE)
-    assert len(kernels) == 3, sorted(kernels)
+    assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
 
