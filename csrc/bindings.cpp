@@ -37,8 +37,9 @@ std::string archs_text() {
 }
 
 // Every entry point raises its C++ errors as a Python RuntimeError itself instead of leaving
-// the exception to pybind11's translators: on the H100 machine (torch 2.11) any exception thrown
-// out of this module through those translators killed the process with SIGSEGV (issue 10).
+// the exception to pybind11's translators. This was tried against issue 10's crash (on the
+// H100 machine, torch 2.11, any exception thrown by this module kills the process with SIGSEGV)
+// and did NOT fix it: the crash happens while the exception is thrown/unwound. Still open.
 [[noreturn]] void raise_python(const char* message) {
   PyErr_SetString(PyExc_RuntimeError, message);
   throw pybind11::error_already_set();
