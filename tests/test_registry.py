@@ -152,3 +152,8 @@ def test_info_reports_every_backend_with_a_reason():
     assert report["versions"]["torch"] == torch.__version__
     if not torch.cuda.is_available():
         assert report["gpu"] is None
+
+
+def test_next_backend_skips_the_given_one_in_the_automatic_order():
+    name, impl = registry.next_backend("gemm_w4a16", torch.device("cpu"), "cuda")
+    assert name == "reference" and callable(impl)

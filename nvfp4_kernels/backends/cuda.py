@@ -4,8 +4,9 @@ Quantize/dequantize (bit-exact with the reference; on sm_100a/sm_120a builds the
 kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and the decode-size GEMM
 (csrc/include/nvfp4/decode_gemm.cuh: W4A16 and W4A4 for 1 <= M <= 16 tokens on SM80-SM90).
 GEMM shapes that kernel does not take (more tokens, K not a multiple of 32, unaligned
-pointers, a build without an SM80-SM90 target) go to the next backend that implements the op
-(triton, else reference), so choosing ``cuda`` never narrows what a GEMM call accepts.
+pointers, a build without an SM80-SM90 target) go to the next backend of the automatic order
+(``registry.next_backend``: triton, else reference), so choosing ``cuda`` never narrows what a
+GEMM call accepts.
 The work happens in C++ (csrc/); these wrappers only adapt arguments.
 """
 
@@ -63,14 +64,9 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
 
 
 @functools.cache
-def _fallback(op: str, device_type: str, index):
-    """The implementation of `op` that the next backend in line (triton, else reference)
-    provides on this device."""
-    device = torch.device(device_type, index) if index is not None else torch.device(device_type)
-    for name in ("triton", "reference"):
-        if registry.why_not(name, op, device) is None:
-            return registry.backend_module(name).get(op)
-    raise registry.BackendUnavailableError(f"{op}: no fallback backend for {device}")
+def _fallback(op: str, device: torch.device, dtypes: tuple):
+    """The implementation of `op` that the next backend of the automatic order provides here."""
+    return registry.next_backend(op, device, "cuda", dtypes)[1]
 
 
 def _decode_gemm_takes(a, b) -> bool:
@@ -85,7 +81,7 @@ def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias):
     if _decode_gemm_takes(a, b):
         return _c().gemm_decode(a, None, b, b_scale, scale_layout == "swizzled",
                                 b_alpha.reshape(-1).contiguous(), bias, out_dtype)
-    return _fallback("gemm_w4a16", a.device.type, a.device.index)(
+    return _fallback("gemm_w4a16", a.device, (a.dtype, out_dtype))(
         a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
 
 
@@ -93,7 +89,7 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
     if _decode_gemm_takes(a, b):
         return _c().gemm_decode(a, a_scale, b, b_scale, True, alpha.reshape(-1).contiguous(),
                                 bias, out_dtype)
-    return _fallback("gemm", a.device.type, a.device.index)(
+    return _fallback("gemm", a.device, (out_dtype,))(
         a, b, a_scale, b_scale, alpha, out_dtype, bias)
 
 

@@ -169,6 +169,15 @@ def _search(op, device_type, cap, dtypes, index, after=None):
     raise BackendUnavailableError(f"{op}: no backend can run on {device}: " + "; ".join(reasons))
 
 
+def next_backend(op: str, device: torch.device, after: str, dtypes: tuple = ()):
+    """(name, implementation) of the first backend after `after` in op's automatic order that
+    can run here: where a backend hands over the calls its kernels do not take (not cached)."""
+    index = device.index if device.type == "cuda" else None
+    if device.type == "cuda" and index is None:
+        index = torch.cuda.current_device()
+    return _search(op, device.type, capability(device), dtypes, index, after=after)
+
+
 def _with_rule(op, name, device_type, cap, dtypes, index, strict):
     impl = backend_module(name).get(op)
     rule = shape_rule(name, op)
