@@ -5,8 +5,8 @@ issue-11 shape), as a fraction of the device copy bandwidth measured in the same
                                         [--backends triton cuda] [--graph] [--sweep]
                                         [--out DIR]
 
---graph times CUDA-graph replays (launch overhead excluded); without it, do_bench over rotated
-inputs. Also times a one-token decode write (32 heads x 256), where launch latency dominates.
+--graph times CUDA-graph replays over the rotated inputs (harness.graph_ms; launch overhead
+excluded); without it, do_bench over rotated inputs. Also times a one-token decode write (32 heads x 256), where launch latency dominates.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ def run(args):
                               (args.tokens, args.heads, args.dim, args.block_size))
     dtype = torch.float16 if device.type == "cpu" else torch.bfloat16
     graph = args.graph and device.type == "cuda"
-    if graph:
-        from graph_timing import time_graph_ms
     seqs = 16 if tokens % 16 == 0 else 1  # gather: 16 equal sequences
     per_seq = -(-(tokens // seqs) // bs)
     num_blocks = max(-(-tokens // bs), seqs * per_seq)
@@ -44,12 +42,10 @@ def run(args):
         slots = torch.randperm(num_blocks * bs, device=device)[:tokens]
         scale = torch.ones(1, device=device)
         return key, value, cache, cache.clone(), slots, scale, scale
-    inputs = harness.rotated(make) if not graph else [make()]
+    inputs = harness.rotated(make)
 
     def timed(fn, inputs_):
-        if graph:
-            return time_graph_ms(lambda: fn(*inputs_[0]), args.rep)
-        return harness.time_ms(fn, inputs_, args)
+        return harness.measure(fn, inputs_, args, graph)
 
     table = torch.randperm(num_blocks, device=device)[:per_seq * seqs].reshape(seqs, per_seq)
     lens = torch.full((seqs,), tokens // seqs, dtype=torch.int32, device=device)

@@ -4,8 +4,8 @@ per backend, as a fraction of the device copy bandwidth measured in the same run
     python benchmarks/bench_quantize.py [--shape 8192 5376] [--backends triton cuda]
                                         [--graph] [--sweep] [--out DIR]
 
---graph times CUDA-graph replays (the issue-11 method; launch overhead excluded); without it,
-do_bench over rotated inputs. --sweep also times every Triton tile candidate
+--graph times CUDA-graph replays over the rotated inputs (harness.graph_ms; launch overhead
+excluded); without it, do_bench over rotated inputs. --sweep also times every Triton tile candidate
 (``backends.triton.quantize.CANDIDATES``) so the default can be set from measurements.
 Bytes moved: x read, packed data and scales written (quantize); the reverse (dequantize). The
 computed-scale quantize reads x twice (amax, then quantize), but is charged the same bytes: its
@@ -33,18 +33,14 @@ def run(args):
     rows_, cols = (64, 256) if args.smoke else args.shape
     dtype = torch.float16 if device.type == "cpu" else torch.bfloat16
     graph = args.graph and device.type == "cuda"
-    if graph:
-        from graph_timing import time_graph_ms
 
     def make():
         x = torch.randn(rows_, cols, device=device, dtype=dtype)
         return x, nk.global_scale(x)
-    inputs = harness.rotated(make) if not graph else [make()]
+    inputs = harness.rotated(make)
 
     def timed(fn, inputs_):
-        if graph:
-            return time_graph_ms(lambda: fn(*inputs_[0]), args.rep)
-        return harness.time_ms(fn, inputs_, args)
+        return harness.measure(fn, inputs_, args, graph)
 
     srows, scols = ref.swizzled_shape(rows_, cols // 16)
     nbytes = {"swizzled": rows_ * cols * 2 + rows_ * cols // 2 + srows * scols,

@@ -104,6 +104,11 @@ def graph_ms(fn, inputs, args) -> float:
     return float(ms) / len(inputs)
 
 
+def measure(fn, inputs, args, graph: bool) -> float:
+    """graph_ms (CUDA-graph replay) when `graph`, else time_ms (eager do_bench)."""
+    return graph_ms(fn, inputs, args) if graph else time_ms(fn, inputs, args)
+
+
 def try_graph(fn, inputs, args):
     """(ms, None) from graph_ms, or (None, why not)."""
     try:
