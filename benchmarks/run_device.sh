@@ -5,7 +5,7 @@
 #
 #   OUT=/some/dir bash benchmarks/run_device.sh            # full run (several minutes)
 #   QUICK=1 bash benchmarks/run_device.sh                  # decode sizes only (M = 1, 16)
-#   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan candidate
+#   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan/tile candidate
 #
 # Needs python3 with torch and triton (the H100 machine: Python 3.12, torch 2.11, Triton 3.6).
 # The Triton backend needs no build step: the repository is put on PYTHONPATH. The C++/CUDA
@@ -59,13 +59,16 @@ else
     failed+=("pytest_missing")
 fi
 
-M_LIST=(1 16 128 1024 8192)
+M_LIST=(1 2 4 8 16 32 64 128 1024 8192)
 [ -n "${QUICK:-}" ] && M_LIST=(1 16)
 SWEEP_ARG=()
 [ -n "${SWEEP:-}" ] && SWEEP_ARG=(--sweep)
 step bench_gemm "$PY" benchmarks/bench_gemm.py --out "$OUT" --m "${M_LIST[@]}" "${SWEEP_ARG[@]}"
-step bench_quantize "$PY" benchmarks/bench_quantize.py --out "$OUT"
-step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --out "$OUT"
+step bench_quantize "$PY" benchmarks/bench_quantize.py --graph --backends triton cuda \
+    "${SWEEP_ARG[@]}" --out "$OUT"
+step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --graph --backends triton cuda \
+    "${SWEEP_ARG[@]}" --out "$OUT"
+step bench_per_call "$PY" benchmarks/bench_per_call.py --out "$OUT"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}"
