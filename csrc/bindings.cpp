@@ -36,30 +36,6 @@ std::string archs_text() {
               arch, ", see docs/building.md)");
 }
 
-// Every entry point raises its C++ errors as a Python RuntimeError itself instead of leaving
-// the exception to pybind11's translators. This was tried against issue 10's crash (on the
-// H100 machine, torch 2.11, any exception thrown by this module kills the process with SIGSEGV)
-// and did NOT fix it: the crash happens while the exception is thrown/unwound. Still open.
-[[noreturn]] void raise_python(const char* message) {
-  PyErr_SetString(PyExc_RuntimeError, message);
-  throw pybind11::error_already_set();
-}
-
-template <class R, class... Args>
-auto guarded(R (*fn)(Args...)) {
-  return [fn](Args... args) -> R {
-    try {
-      return fn(std::forward<Args>(args)...);
-    } catch (const c10::Error& e) {
-      raise_python(e.what_without_backtrace());
-    } catch (const pybind11::error_already_set&) {
-      throw;
-    } catch (const std::exception& e) {
-      raise_python(e.what());
-    }
-  };
-}
-
 }  // namespace
 
 #ifndef NVFP4_WITH_GEMM_SM120
@@ -82,8 +58,8 @@ namespace nvfp4 {
 at::Tensor gemm_decode(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
                        const at::Tensor&, bool, const at::Tensor&,
                        const std::optional<at::Tensor>&, at::ScalarType, int64_t) {
-  TORCH_CHECK(false, "the decode GEMM (gemm_decode) needs an extension built with an SM80-SM90 target "
-              "(e.g. sm_90a); this build has: ", archs_text());
+  TORCH_CHECK(false, "the decode GEMM (gemm_decode) needs an extension built with an SM80-SM90 "
+              "target (e.g. sm_90a); this build has: ", archs_text());
 }
 }  // namespace nvfp4
 #endif
@@ -107,27 +83,27 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("HAS_DECODE_GEMM") = false;
 #endif
   using namespace pybind11::literals;
-  m.def("quantize", guarded(&nvfp4::quantize), "x"_a, "global_scale"_a, "swizzled"_a);
-  m.def("dequantize", guarded(&nvfp4::dequantize), "data"_a, "scale"_a, "global_scale"_a, "swizzled"_a,
+  m.def("quantize", &nvfp4::quantize, "x"_a, "global_scale"_a, "swizzled"_a);
+  m.def("dequantize", &nvfp4::dequantize, "data"_a, "scale"_a, "global_scale"_a, "swizzled"_a,
         "dtype"_a);
-  m.def("kv_cache_write", guarded(&nvfp4::kv_cache_write), "key"_a, "value"_a, "key_cache"_a,
+  m.def("kv_cache_write", &nvfp4::kv_cache_write, "key"_a, "value"_a, "key_cache"_a,
         "value_cache"_a, "slot_mapping"_a, "k_scale"_a, "v_scale"_a);
-  m.def("kv_cache_gather", guarded(&nvfp4::kv_cache_gather), "key_cache"_a, "value_cache"_a,
+  m.def("kv_cache_gather", &nvfp4::kv_cache_gather, "key_cache"_a, "value_cache"_a,
         "block_table"_a, "seq_lens"_a, "k_scale"_a, "v_scale"_a, "total_tokens"_a, "dtype"_a);
-  m.def("gemm_decode", guarded(&nvfp4::gemm_decode), "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
+  m.def("gemm_decode", &nvfp4::gemm_decode, "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
         "b_scale_swizzled"_a, "alpha"_a, "bias"_a, "out_dtype"_a, "variant"_a = 0);
-  m.def("gemm_sm120", guarded(&nvfp4::gemm_sm120), "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
+  m.def("gemm_sm120", &nvfp4::gemm_sm120, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
         "out_dtype"_a);
-  m.def("gemm_sm100", guarded(&nvfp4::gemm_sm100), "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
+  m.def("gemm_sm100", &nvfp4::gemm_sm100, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
         "out_dtype"_a);
-  m.def("gemm_sm120_config", guarded(&nvfp4::gemm_sm120_config), "m"_a, "n"_a, "k"_a, "out_dtype"_a);
-  m.def("gemm_sm100_config", guarded(&nvfp4::gemm_sm100_config), "m"_a, "n"_a, "k"_a, "out_dtype"_a);
-  m.def("gemm_check_args", guarded(+[](const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_scale,
+  m.def("gemm_sm120_config", &nvfp4::gemm_sm120_config, "m"_a, "n"_a, "k"_a, "out_dtype"_a);
+  m.def("gemm_sm100_config", &nvfp4::gemm_sm100_config, "m"_a, "n"_a, "k"_a, "out_dtype"_a);
+  m.def("gemm_check_args", [](const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_scale,
                               const at::Tensor& b_scale, const at::Tensor& alpha,
                               at::ScalarType out_dtype) {
     auto p = nvfp4::gemm::check_args("argument check", a, b, a_scale, b_scale, alpha, out_dtype);
     return std::make_tuple(p.m, p.n, p.k);
-  }), "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a, "out_dtype"_a,
+  }, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a, "out_dtype"_a,
   "The GEMM launchers' argument checks alone (host only): returns (M, N, K) or raises.");
-  m.def("gemm_scale_offsets", guarded(&nvfp4::gemm_scale_offsets), "rows"_a, "k"_a, "operand_b"_a);
+  m.def("gemm_scale_offsets", &nvfp4::gemm_scale_offsets, "rows"_a, "k"_a, "operand_b"_a);
 }
