@@ -106,11 +106,9 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b, bool bf16
 // weight bits carry 2^-126, so the product is lut * s * 2^-8).
 __device__ __forceinline__ void scale_pair(uint32_t two_bytes, bool bf16, uint32_t& s0,
                                            uint32_t& s1) {
-  // e4m3 -> fp16 exactly: exponent/mantissa moved under fp16's (reads s * 2^-8), times 2^8.
-  const uint32_t spread = __byte_perm(two_bytes, 0u, 0x4140);  // byte0 -> half0, byte1 -> half1
-  const uint32_t bits = ((spread & 0x00800080u) << 8) | ((spread & 0x007F007Fu) << 7);
-  __half2 h = *reinterpret_cast<const __half2*>(&bits);
-  h = __hmul2(h, __half2(__half(256.0f), __half(256.0f)));
+  // e4m3 -> fp16 is exact (one cvt of both bytes on SM89+), as e4m3_to_float in common.cuh.
+  const __half2 h(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two_bytes),
+                                             __NV_E4M3));
   if (!bf16) {
     const uint32_t v = *reinterpret_cast<const uint32_t*>(&h);
     s0 = __byte_perm(v, v, 0x1010);
