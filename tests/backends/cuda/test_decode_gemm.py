@@ -42,6 +42,11 @@ def _f64(q: nk.NVFP4):
                                    torch.float64) / q.global_scale.double().cpu()
 
 
+def _alpha(w):
+    """The W4A16 alpha of a weight: 1/gs as a 1-element float32 tensor."""
+    return (1.0 / w.global_scale).reshape(1).float()
+
+
 def _direct(a, a_scale, w, alpha, bias, out_dtype):
     """The kernel itself (not a fallback): the extension entry point."""
     _poison()
@@ -57,7 +62,7 @@ def test_w4a16_within_bar(m, n, k, a_dtype):
     gen = torch.Generator().manual_seed(m * 1009 + n * 31 + k)
     w = _weight(n, k, "swizzled", gen)
     a = (torch.randn(m, k, generator=gen) * 3).to(a_dtype).cuda()
-    alpha = (1.0 / w.global_scale).reshape(1).float()
+    alpha = _alpha(w)
     for out_dtype in (torch.bfloat16, torch.float16):
         y = _direct(a, None, w, alpha, None, out_dtype)
         assert y.dtype == out_dtype and y.shape == (m, n)
@@ -116,7 +121,7 @@ def test_deterministic_and_through_the_op():
     gen = torch.Generator().manual_seed(5)
     w = _weight(1000, 2048, "swizzled", gen)
     a = torch.randn(16, 2048, generator=gen).to(torch.bfloat16).cuda()
-    alpha = (1.0 / w.global_scale).reshape(1).float()
+    alpha = _alpha(w)
     first = _direct(a, None, w, alpha, None, torch.bfloat16)
     for _ in range(3):
         assert torch.equal(_direct(a, None, w, alpha, None, torch.bfloat16), first)
@@ -142,7 +147,7 @@ def test_cuda_graph_capture_and_replay():
     gen = torch.Generator().manual_seed(8)
     w = _weight(512, 1024, "swizzled", gen)
     a = torch.randn(4, 1024, generator=gen).to(torch.bfloat16).cuda()
-    alpha = (1.0 / w.global_scale).reshape(1).float()
+    alpha = _alpha(w)
     eager = _direct(a, None, w, alpha, None, torch.bfloat16)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
