@@ -59,7 +59,9 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
     # NaN and +Inf (|x| is never -Inf) count as 0; in place on the temporary.
     mag = mag.nan_to_num_(nan=0.0, posinf=0.0) if mag.is_floating_point() else mag
     amax = mag.amax().float()
-    gs = torch.tensor(E4M3_MAX * E2M1_MAX, dtype=torch.float32, device=x.device) / amax
+    # A fill, not torch.tensor(...): no host-to-device copy, so this is CUDA-graph capturable.
+    # full / amax is an IEEE division (2688 / tensor would be reciprocal * 2688, rounded twice).
+    gs = torch.full_like(amax, E4M3_MAX * E2M1_MAX) / amax
     gs = torch.clamp(gs, max=FLT_MAX)
     return torch.where(amax == 0, torch.ones_like(gs), gs)
 
