@@ -96,9 +96,12 @@ def _gemm_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
         acc = tl.zeros([BN, BM], dtype=tl.float32)
     else:
         acc = tl.zeros([BM, BN], dtype=tl.float32)
+    # Loop bounds are plain ints (K_SPLIT is a multiple of BK): Triton 3.6's interpreter (with
+    # numpy 2.5) cannot iterate over tensor bounds. The last split may run past K; its loads are
+    # masked to zero there.
     k_lo = pid_k * K_SPLIT
-    k_hi = tl.minimum(k_lo + K_SPLIT, K)
-    for k0 in range(k_lo, k_hi, BK):
+    for step in range(0, K_SPLIT // BK):
+        k0 = k_lo + step * BK
         if A_NVFP4:
             a = _load_nvfp4_tile(a_ptr, a_scale_ptr, offs_m, k0, M, K, A_SCP4, BM, BK, True)
         else:
