@@ -56,18 +56,24 @@ WAVES = 4
 def config_for(head_dim: int) -> tuple[int, int, int]:
     """(BLOCK_N keys per step, num_warps, num_stages) for a head dim.
 
-    ~16 KB of K+V codes per step at head_dim 256 (64 keys) and 512 (32 keys); 4 warps for the
-    [16, head_dim] fp32 accumulator at 256 (32 registers per thread), 8 at 512. Reasoned, not
-    yet measured: benchmarks/bench_decode_step.py --kernel-only --sweep times CANDIDATES.
+    Chosen from the sm_90 compile (registers and shared memory per program, read with
+    cuobjdump; not yet timed): with 16 query rows the MMA splits the keys/dims over the warps
+    but every warp holds all of q, so q alone is 64 registers per thread at head_dim 256 and 4
+    warps. 32 keys x 256 (4 warps, 168-182 registers, 26 KB shared at 3 stages) and 16 keys x
+    512 (8 warps, 128 registers, 33 KB) keep two programs per SM with two 16 KB K+V tiles in
+    flight each, ~64 KB per SM: several times the bytes an SM must have in flight to stream its
+    share of ~3 TB/s at HBM latency. 64 keys x 256 needs 255 registers and spills.
+    benchmarks/bench_decode_step.py --kernel-only --sweep times CANDIDATES on a GPU.
     """
     if triton.next_power_of_2(head_dim) <= 256:
-        return 64, 4, 3
-    return 32, 8, 3
+        return 32, 4, 3
+    return 16, 8, 3
 
 
-# (BLOCK_N, num_warps, num_stages) candidates the kernel benchmark's --sweep times on a GPU.
-CANDIDATES = ((64, 4, 3), (32, 4, 3), (128, 4, 2), (64, 8, 3), (32, 8, 3), (64, 4, 2),
-              (16, 4, 4))
+# (BLOCK_N, num_warps, num_stages) candidates the kernel benchmark's --sweep times on a GPU
+# (num_stages 1: no cp.async pipeline; codes are decoded in registers before the MMA layout).
+CANDIDATES = ((32, 4, 3), (32, 4, 2), (32, 4, 4), (16, 4, 4), (16, 8, 3), (32, 8, 3),
+              (64, 8, 3), (32, 4, 1), (64, 4, 1))
 
 
 def rows_per_program(rows: int, head_dim: int) -> int:
@@ -164,8 +170,9 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
         in_range = (pos < end) & (col < TABLE_COLS)
         block = tl.load(table_ptr + b * TABLE_STRIDE + col, mask=in_range, other=-1)
         ok = in_range & (block >= 0) & (block < NUM_BLOCKS)
+        # Rows of keys that are not `ok` may point anywhere: their loads are masked. (Clamping
+        # them with tl.where would hide the 16-byte alignment from Triton: byte loads.)
         row = (block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE) * ROW_STRIDE + head_off
-        row = tl.where(ok, row, 0)
         offs = row[:, None] + d[None, :]
         kv_mask = ok[:, None] & d_ok[None, :]
         k = _decode_codes(tl.load(kc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
