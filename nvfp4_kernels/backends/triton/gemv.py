@@ -154,7 +154,14 @@ def _decode_word(q, USE_ASM: tl.constexpr):
 
 @triton.jit
 def _e4m3_to_fp32(code):
-    return _bits.e4m3_to_fp16(code.to(tl.uint8)).to(tl.float32)
+    """e4m3 scale bytes (int32 0..255) -> their exact float32 value, in 4 operations: the byte
+    moved to the top (sign at bit 31) and arithmetically shifted down by 4 puts the exponent and
+    mantissa in float32 bit positions (exponent bias 7 instead of 127: the value times 2**-120,
+    e4m3 subnormals becoming float32 subnormals); the smeared sign bits 27..30 are cleared and
+    one IEEE multiply by 2**120 (not flushed) restores the value. 0x7F/0xFF (e4m3 NaN) do not
+    occur in block scales (DESIGN §2) and come out finite."""
+    bits = ((code.to(tl.int32) << 24) >> 4) & -2013265921  # 0x87FFFFFF
+    return bits.to(tl.float32, bitcast=True) * 1.329227995784916e36  # 2**120
 
 
 @triton.jit
@@ -219,10 +226,20 @@ def _act_words(a_ptr, a_scale_ptr, tok, words, K, A_SCP4, A_NVFP4: tl.constexpr,
 
 
 @triton.jit
+def _pairs(t, BN: tl.constexpr, BKW: tl.constexpr):
+    """[BN, BKW] -> the values of the even and of the odd words, [BN, BKW // 2] each: the two
+    words of one 16-value scale block. Both sit in the same thread (4 consecutive words per
+    thread), so this moves no data."""
+    return tl.split(tl.reshape(t, [BN, BKW // 2, 2]))
+
+
+@triton.jit
 def _token_step(acc, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr, tok, words, K,
-                A_SCP4, A_NVFP4: tl.constexpr, USE_ASM: tl.constexpr):
-    """acc [BN, BKW] += the decoded weights' products with token `tok`'s activations: one
-    float32 chain per (row, word), then times the block scale(s). Products are exact."""
+                A_SCP4, A_NVFP4: tl.constexpr, USE_ASM: tl.constexpr, BN: tl.constexpr,
+                BKW: tl.constexpr):
+    """acc [BN, BKW/2] += the decoded weights' products with token `tok`'s activations: one
+    float32 chain per (row, word), the two words of a block added, times the block scale.
+    Products are exact; sums are float32."""
     x0, x1, x2, x3, x4, x5, x6, x7, x_scale = _act_words(a_ptr, a_scale_ptr, tok, words, K,
                                                          A_SCP4, A_NVFP4, USE_ASM)
     t = w0 * x0
@@ -233,7 +250,10 @@ def _token_step(acc, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr, 
     t += w5 * x5
     t += w6 * x6
     t += w7 * x7
-    return acc + t * (scale * x_scale)
+    if A_NVFP4:
+        t = t * x_scale  # the activation's block scale (exact: a power of two times <= 4 bits)
+    t_even, t_odd = _pairs(t, BN, BKW)
+    return acc + (t_even + t_odd) * scale
 
 
 @triton.jit
@@ -295,10 +315,10 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
         s_row = rows * (K // 16)
         s_ptrs = b_scale_ptr + s_row[:, None] + blk0[None, :]
         S_STEP: tl.constexpr = BKW // 2
-    acc0 = tl.zeros([BN, BKW], dtype=tl.float32)
-    acc1 = tl.zeros([BN, BKW], dtype=tl.float32)
-    acc2 = tl.zeros([BN, BKW], dtype=tl.float32)
-    acc3 = tl.zeros([BN, BKW], dtype=tl.float32)
+    acc0 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
+    acc1 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
+    acc2 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
+    acc3 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
     # Register double buffering: the next step's weights and scales are loaded before this
     # step's decode, so each warp keeps two steps of weights in flight (Triton's num_stages
     # pipelines only loads that feed a tl.dot).
@@ -312,18 +332,19 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
         q_next = tl.load(b_ptrs + nxt * BKW)
         sc_next = _load_scales(b_scale_ptr, s_ptrs, s_row, w_lo + nxt * BKW + cols, nxt,
                                S_STEP, B_SWIZZLED, BKW)
-        scale = _e4m3_to_fp32(sc)
+        # One scale per block: the even word's copy (the two words of a block share the byte).
+        scale = _e4m3_to_fp32(_pairs(sc, BN, BKW)[0])
         w0, w1, w2, w3, w4, w5, w6, w7 = _decode_word(q, USE_ASM)
         acc0 = _token_step(acc0, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr,
-                           tok0, words, K, A_SCP4, A_NVFP4, USE_ASM)
+                           tok0, words, K, A_SCP4, A_NVFP4, USE_ASM, BN, BKW)
         if BM > 1:
             acc1 = _token_step(acc1, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr,
-                               tok1, words, K, A_SCP4, A_NVFP4, USE_ASM)
+                               tok1, words, K, A_SCP4, A_NVFP4, USE_ASM, BN, BKW)
         if BM > 2:
             acc2 = _token_step(acc2, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr,
-                               tok2, words, K, A_SCP4, A_NVFP4, USE_ASM)
+                               tok2, words, K, A_SCP4, A_NVFP4, USE_ASM, BN, BKW)
             acc3 = _token_step(acc3, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr,
-                               tok3, words, K, A_SCP4, A_NVFP4, USE_ASM)
+                               tok3, words, K, A_SCP4, A_NVFP4, USE_ASM, BN, BKW)
 
     _store_token(acc0, tok0, offs_n, rows, pid_k, M, N, alpha_ptr, bias_ptr, out_ptr, ws_ptr,
                  FOLD, ALPHA_PER_COL, HAS_BIAS, SPLIT_K, BF16_BY_BITS)
