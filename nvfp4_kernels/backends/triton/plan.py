@@ -155,6 +155,9 @@ def gemv_split_k_for(cfg: GemvConfig, tiles: int, steps: int, sm_count: int) -> 
     reduction kernel unrolls over the splits and each split value is one more compile).
     """
     if cfg.split_k:
+        if steps % cfg.split_k:
+            raise ValueError(f"GemvConfig.split_k={cfg.split_k} does not divide the {steps} "
+                             "K steps of this shape")
         return cfg.split_k
     splits = [d for d in range(1, min(steps, MAX_SPLIT) + 1)
               if steps % d == 0 and (d == 1 or steps // d >= 2)]
