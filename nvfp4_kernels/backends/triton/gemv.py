@@ -366,6 +366,17 @@ def _words_per_step(kw: int, cap: int) -> int:
     return step
 
 
+def launch_shape(cfg: GemvConfig, m: int, n: int, k: int, sm_count: int):
+    """(tokens per program, rows per program, words per K step, K steps, K split) for a shape."""
+    bm = gemv_block_m(cfg, m)
+    kw = k // 8
+    bkw = _words_per_step(kw, cfg.block_k // 8)
+    bn = max(1, cfg.words_per_thread * 32 * cfg.num_warps // bkw)
+    steps = kw // bkw
+    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
+    return bm, bn, bkw, steps, gemv_split_k_for(cfg, tiles, steps, sm_count)
+
+
 def _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, b_swizzled, a_nvfp4, out, config):
     m = a.shape[0]
     n, k = b.shape[0], b.shape[1] * 2
@@ -376,14 +387,9 @@ def _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, b_swizzled, a_nvfp4,
         return out
     interp = interpreting()
     cfg: GemvConfig = config or gemv_config_for(interp)
-    bm = gemv_block_m(cfg, m)
-    kw = k // 8
-    bkw = _words_per_step(kw, cfg.block_k // 8)
-    threads = 32 * cfg.num_warps
-    bn = max(1, cfg.words_per_thread * threads // bkw)
-    steps = kw // bkw
+    bm, bn, bkw, steps, split = launch_shape(cfg, m, n, k, sm_count(device.type, device.index))
     tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
-    split = gemv_split_k_for(cfg, tiles, steps, sm_count(device.type, device.index))
+    kw = k // 8
     fold = 2.0 ** 28 if a_nvfp4 else 2.0 ** 14
     alpha = alpha.reshape(-1).float()
     per_col = alpha.numel() > 1
