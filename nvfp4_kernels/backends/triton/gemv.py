@@ -1,29 +1,37 @@
-"""Decode-size GEMM (few tokens) with NVFP4 weights: a GEMV on the FMA units, no tensor cores.
+"""Decode-size GEMM (M <= a few tokens) with NVFP4 weights: a GEMV on the FMA units.
 
 D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]), fp32 accumulation.
 
-At M = 1 the GEMM reads every weight once and does one multiply-add with it, so the time is
-the time to stream 4.5-bit weights and decode them (DEVICE.md: about three integer operations
-per weight at the memory floor). A tensor-core tile would waste 7/8 or 15/16 of its work on
-padding tokens and needs the decoded tile in the MMA's register layout; here every weight is
-decoded once and used once, and the shapes stay plain [rows, words]:
+At M = 1 the GEMM reads every weight once and does one multiply-add with it, so the time is the
+time to stream 4.5-bit weights and decode them (DEVICE.md: about three integer operations per
+weight at the memory floor). A tensor-core tile would spend 7/8 or 15/16 of its work on padding
+tokens and needs the decoded tile in the MMA's register layout; here every weight is decoded
+once per group of up to 4 tokens and the tiles stay plain [rows, words]:
 
 * Weights are read in the checkpoint layout [N, K/2] as int32 words of 8 nibbles; each thread
-  holds 4 consecutive words (16 bytes, 32 values = two scale blocks) of a row per K step.
+  holds 4 consecutive words (one 16-byte load, 32 values = two scale blocks) of a row.
 * Word-level decode (``_decode_word``): nibbles (p, p+4) of a word become one fp16x2 pair with
-  two shifts and two logic ops (sign to bit 15, exponent/mantissa to bits 11..9: the E2M1
-  value times 2**-14, subnormal code 0.5 included), one packed multiply by the e4m3 block scale
-  (exact: at most 6 significant bits, smallest 2**-24), then each half is widened to float32.
-  On a GPU this is PTX through ``tl.inline_asm_elementwise``; under the interpreter (which
-  cannot run inline PTX) the same math in plain ``tl`` operations (``USE_ASM`` constexpr).
-* Products are accumulated in float32 per (row, word) position for the whole K range; one
-  reduction over the words at the end, times 2**14 (2**28 for NVFP4 activations) * alpha.
-* Programs: one per (token, block of BN rows, K split); token fastest, so the programs of the
-  M tokens that read the same weights run together and share them through L2. A K split writes
-  float32 partials that ``gemm._split_k_reduce_kernel`` sums in a fixed order (deterministic,
-  no atomics).
+  two shifts and two logic ops (sign to bit 15, exponent/mantissa to bits 11..9: the E2M1 value
+  times 2**-14, subnormal code 0.5 included), each half widened to float32 (exact). On a GPU
+  this is inline PTX; under the interpreter, which cannot run PTX, the same bit moves in plain
+  ``tl`` (constexpr ``USE_ASM``).
+* Per (row, word, token) one float32 chain of 8 FMAs with the activations, the two words of a
+  16-value block added, times the block scale (e4m3 -> float32 exactly), accumulated in float32
+  per (row, block) position over the whole K range; one reduction at the end, times 2**14
+  (2**28 when the activations are NVFP4 too) * alpha (+ bias). Every product is exact.
+* Dense activations are loaded by inline PTX (16-byte read-only loads, converted to float32):
+  a tl.load gets a layout of its own and Triton converts it through shared memory every step;
+  the PTX load lands directly in the layout of the weight tile's columns.
+* Programs: one per (group of 1/2/4 tokens, block of rows, K split), token groups fastest, so
+  the groups that read the same weights run together and share them through L2. The next K
+  step's weights are loaded before the current step is decoded (register double buffering). A
+  K split writes float32 partials that ``gemm._split_k_reduce_kernel`` sums in a fixed order
+  (deterministic, no atomics, CUDA-graph safe).
 
-NVFP4 activations (W4A4) are decoded with the same word decode, once per thread per word.
+sm_90 SASS of the main loop (M = 1, 8 words per thread, 4 warps): ~5.7 instructions per
+weight (15 integer ops + 8 conversions + 8 FFMA per word, plus activation conversion, scales
+and addressing), 91 registers, no local memory. NVFP4 activations (W4A4) are decoded with the
+same word decode, once per thread and word.
 """
 
 from __future__ import annotations
@@ -171,11 +179,15 @@ def _swizzled_col(blk):
 
 
 @triton.jit
-def _load_scales(b_scale_ptr, s_ptrs, s_row, words, step, S_STEP: tl.constexpr,
-                 B_SWIZZLED: tl.constexpr, BKW: tl.constexpr):
-    """The e4m3 scale byte of every weight word of one K step ([BN, BKW])."""
-    if BKW % 8 == 0 or not B_SWIZZLED:
-        return tl.load(s_ptrs + step * S_STEP)
+def _load_scales(b_scale_ptr, s_ptrs, s_row, words, step, B_SWIZZLED: tl.constexpr,
+                 BKW: tl.constexpr):
+    """The e4m3 scale byte of every weight word of one K step ([BN, BKW]). Steps of 8+ words
+    move the swizzled scale columns by whole 512-byte groups of 4 blocks, linear ones by
+    BKW / 2 bytes: a constant per step."""
+    if not B_SWIZZLED:
+        return tl.load(s_ptrs + step * (BKW // 2))
+    elif BKW % 8 == 0:
+        return tl.load(s_ptrs + step * ((BKW // 8) * 512))
     else:
         return tl.load(b_scale_ptr + s_row[:, None] + _swizzled_col(words >> 1)[None, :])
 
@@ -286,8 +298,8 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
                  BM: tl.constexpr, BN: tl.constexpr, BKW: tl.constexpr):
     # KW = K // 8 words per weight row; every split covers STEPS * BKW words (no K masks: the
     # launcher picks BKW and the split so that they tile K exactly). BM <= 4 tokens per program,
-    # one [BN, BKW] accumulator each (separate 2-D tensors rather than one 3-D one: Triton gives
-    # a 3-D accumulator a layout of its own and converts every decoded weight into it).
+    # one [BN, BKW/2] accumulator each (separate 2-D tensors rather than one 3-D one: Triton
+    # gives a 3-D accumulator a layout of its own and converts every decoded weight into it).
     tl.static_assert(BM == 1 or BM == 2 or BM == 4)
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -304,17 +316,14 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
 
     b_ptrs = b_ptr + rows[:, None] * KW + (w_lo + cols)[None, :]
     # Scale byte of each word (the two words of a block read the same byte; the compiler
-    # merges the loads). Steps of 8+ words advance the scale columns by whole groups of 4
-    # blocks, i.e. by a constant: pointers are advanced, not recomputed, in the loop.
+    # merges the loads).
     blk0 = (w_lo + cols) >> 1
     if B_SWIZZLED:
         s_row = (rows // 128) * B_SCP4 * 512 + (rows % 32) * 16 + ((rows // 32) % 4) * 4
         s_ptrs = b_scale_ptr + s_row[:, None] + _swizzled_col(blk0)[None, :]
-        S_STEP: tl.constexpr = (BKW // 8) * 512
     else:
         s_row = rows * (K // 16)
         s_ptrs = b_scale_ptr + s_row[:, None] + blk0[None, :]
-        S_STEP: tl.constexpr = BKW // 2
     acc0 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
     acc1 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
     acc2 = tl.zeros([BN, BKW // 2], dtype=tl.float32)
@@ -323,7 +332,7 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
     # step's decode, so each warp keeps two steps of weights in flight (Triton's num_stages
     # pipelines only loads that feed a tl.dot).
     q_next = tl.load(b_ptrs)
-    sc_next = _load_scales(b_scale_ptr, s_ptrs, s_row, w_lo + cols, 0, S_STEP, B_SWIZZLED, BKW)
+    sc_next = _load_scales(b_scale_ptr, s_ptrs, s_row, w_lo + cols, 0, B_SWIZZLED, BKW)
     for step in range(0, STEPS):
         words = (w_lo + step * BKW + cols)[None, :]
         q = q_next
@@ -331,9 +340,10 @@ def _gemv_kernel(a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, alpha_ptr, bias_ptr, ou
         nxt = tl.minimum(step + 1, STEPS - 1)  # the last step re-reads itself (no mask)
         q_next = tl.load(b_ptrs + nxt * BKW)
         sc_next = _load_scales(b_scale_ptr, s_ptrs, s_row, w_lo + nxt * BKW + cols, nxt,
-                               S_STEP, B_SWIZZLED, BKW)
+                               B_SWIZZLED, BKW)
         # One scale per block: the even word's copy (the two words of a block share the byte).
-        scale = _e4m3_to_fp32(_pairs(sc, BN, BKW)[0])
+        sc_even, _sc_odd = _pairs(sc, BN, BKW)
+        scale = _e4m3_to_fp32(sc_even)
         w0, w1, w2, w3, w4, w5, w6, w7 = _decode_word(q, USE_ASM)
         acc0 = _token_step(acc0, w0, w1, w2, w3, w4, w5, w6, w7, scale, a_ptr, a_scale_ptr,
                            tok0, words, K, A_SCP4, A_NVFP4, USE_ASM, BN, BKW)
