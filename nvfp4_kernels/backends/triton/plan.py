@@ -93,10 +93,10 @@ def split_k_for(cfg: GemmConfig, m: int, n: int, k: int, sm_count: int) -> int:
 
 # Largest M for which the triton backend uses the FMA GEMV (gemv.py) instead of the tensor-core
 # kernel. The GEMV decodes each weight once per group of up to 4 tokens and does one float32 FMA
-# per weight and token: from the SASS (sm_90) its main loop issues ~5 instructions per weight
-# at M = 1 and ~9.5 at M = 4 (4 tokens per program), so past M = 4 (two token groups) it would
-# issue more than the tensor-core kernel's decode. An estimate, not a measurement:
-# benchmarks/bench_gemm.py reports both kernels at every M <= 16 to place it.
+# per weight and token: from the SASS (sm_90) its main loop issues ~5.7 instructions per weight
+# at M = 1 and ~10.7 at M = 4 (4 tokens per program), so past M = 4 (two token groups) it
+# would issue more than the tensor-core kernel's decode. An estimate from instruction counts,
+# not a timing: benchmarks/bench_gemm.py reports both kernels at every M <= 16 to place it.
 GEMV_MAX_M = 4
 GEMV_MAX_BLOCK_M = 4  # tokens per program the kernel is written for (1, 2 or 4)
 
@@ -116,9 +116,9 @@ class GemvConfig:
         return dataclasses.asdict(self)
 
 
-# 8 words (64 weights, 32 bytes) per thread per step, 4 warps, steps of up to 1024 K values.
-# sm_90 SASS: ~80 registers without the prefetch, no local memory; the next step's weights are
-# loaded before the current step's decode (register double buffering).
+# 8 words (64 weights, 32 bytes) per thread per step, 4 warps, steps of up to 1024 K values
+# (rows per program: 8 at K = 8192 / 21504, 32 at K = 5376). sm_90 SASS at M = 1: 91 registers
+# (so 5 programs of 128 threads fit an SM), no local memory. Not yet timed on the H100.
 GEMV_H100 = GemvConfig(block_m=0, block_k=1024, words_per_thread=8, num_warps=4)
 # Interpreter: small steps so that the K = 32..1056 test shapes take several steps and splits.
 GEMV_INTERPRETER = GemvConfig(block_m=0, block_k=64, words_per_thread=1, num_warps=4,
