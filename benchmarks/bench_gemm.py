@@ -6,9 +6,12 @@ measured in the same run, on the Gemma-4-31B layer shapes.
 Every GPU time is per call from CUDA-graph replay over inputs rotated so they do not sit in L2
 (harness.graph_ms); `w4a16_eager_ms` adds the eager per-call time of the public op. `w4a16` and
 `w4a4` are the automatic backend choice (`auto_backend`); `triton_*` and `cuda_*` force one.
+`triton_w4a16` / `triton_w4a4` are the triton backend as it dispatches (the FMA GEMV for
+M <= plan.GEMV_MAX_M, the tensor-core kernel above); at M <= 16 `triton_gemv_w4a16` and
+`triton_tc_w4a16` force each of the two kernels, to place GEMV_MAX_M.
 
---sweep also times every candidate in nvfp4_kernels/backends/triton/plan.py for W4A16, so the
-per-M-bucket table can be replaced by measured winners.
+--sweep also times every candidate in nvfp4_kernels/backends/triton/plan.py for W4A16 (the
+GEMV candidates at M <= 16), so the tables can be replaced by measured winners.
 """
 
 from __future__ import annotations
@@ -75,7 +78,8 @@ def run(args):
     from nvfp4_kernels import reference as ref
     from nvfp4_kernels.backends import registry
     from nvfp4_kernels.backends.triton import gemm as tg
-    from nvfp4_kernels.backends.triton.plan import CANDIDATES, config_for
+    from nvfp4_kernels.backends.triton.plan import (CANDIDATES, GEMV_CANDIDATES, config_for,
+                                                    gemv_config_for)
 
     layers = SMOKE_LAYERS if args.smoke else {k: LAYERS[k] for k in args.layers}
     ms_list = [1, 16] if args.smoke else args.m
@@ -107,7 +111,14 @@ def run(args):
                    "triton_config": str(config_for(m, not on_gpu).as_dict())}
             timer = harness.try_graph if on_gpu else harness.try_time
             paths = {"w4a16": (op_w4a16(None), w4a16_in), "w4a4": (op_w4a4(None), w4a4_in),
-                     "triton_w4a16": (op_w4a16("triton"), w4a16_in)}
+                     "triton_w4a16": (op_w4a16("triton"), w4a16_in),
+                     "triton_w4a4": (op_w4a4("triton"), w4a4_in)}
+            if m <= 16:  # both Triton kernels, whichever the dispatch picks
+                def forced(cfg):
+                    return lambda a, b, s, al: tg.gemm_w4a16(a, b, s, al, "swizzled", a_dtype,
+                                                             None, config=cfg)
+                paths["triton_gemv_w4a16"] = (forced(gemv_config_for(not on_gpu)), w4a16_in)
+                paths["triton_tc_w4a16"] = (forced(config_for(m, not on_gpu)), w4a16_in)
             if on_gpu and auto == "cuda":
                 paths["cuda_w4a16"] = (op_w4a16("cuda"), w4a16_in)
                 paths["cuda_w4a4"] = (op_w4a4("cuda"), w4a4_in)
@@ -132,11 +143,12 @@ def run(args):
                     if err:
                         row[f"{name}_error"] = err
                 base = row.get("cublas_bf16_ms")
-                for name in ("w4a16", "w4a4", "triton_w4a16", "cuda_w4a16", "cuda_w4a4"):
+                for name in ("w4a16", "w4a4", "triton_w4a16", "triton_w4a4", "triton_gemv_w4a16",
+                             "triton_tc_w4a16", "cuda_w4a16", "cuda_w4a4"):
                     if base and row.get(f"{name}_ms"):
                         row[f"{name}_x_cublas"] = base / row[f"{name}_ms"]
             if args.sweep and on_gpu:
-                for i, cfg in enumerate(CANDIDATES):
+                for i, cfg in enumerate(CANDIDATES + (GEMV_CANDIDATES if m <= 16 else ())):
                     ms, err = harness.try_graph(
                         lambda a, b, s, al: tg.gemm_w4a16(a, b, s, al, "swizzled", a_dtype, None,
                                                           config=cfg), w4a16_in, args)

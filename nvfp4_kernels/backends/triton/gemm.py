@@ -19,8 +19,10 @@ import triton
 import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels.backends.triton import gemv as _gemv
 from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, sm_count
-from nvfp4_kernels.backends.triton.plan import GemmConfig, config_for, split_k_for
+from nvfp4_kernels.backends.triton.plan import (GEMV_MAX_M, GemmConfig, GemvConfig, config_for,
+                                                split_k_for)
 from nvfp4_kernels.reference import BLOCK, swizzled_shape
 
 
@@ -202,14 +204,27 @@ def _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, b_swizzled, a_nvfp4,
     return out
 
 
+def _use_gemv(a, b, config) -> bool:
+    """The FMA GEMV (gemv.py) for M <= plan.GEMV_MAX_M, or when a GemvConfig is passed."""
+    if config is not None:
+        return isinstance(config, GemvConfig)
+    return a.shape[0] <= GEMV_MAX_M and _gemv.supports(a, b)
+
+
 def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *, out=None, config=None):
     """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N] in out_dtype.
 
-    config: a plan.GemmConfig to override the M-bucket table (benchmark sweeps, tests)."""
+    config: a plan.GemmConfig (tensor-core kernel) or plan.GemvConfig (GEMV) to override the
+    choice by M (benchmark sweeps, tests)."""
+    if _use_gemv(a, b, config):
+        return _gemv.gemv_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, out=out,
+                                config=config)
     return _launch(a, None, b, b_scale, b_alpha, bias, out_dtype, scale_layout == "swizzled",
                    False, out, config)
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, out=None, config=None):
     """NVFP4 a [M, K/2] x NVFP4 b [N, K/2], both with swizzled scales -> [M, N]."""
+    if _use_gemv(a, b, config):
+        return _gemv.gemv(a, b, a_scale, b_scale, alpha, out_dtype, bias, out=out, config=config)
     return _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, True, True, out, config)

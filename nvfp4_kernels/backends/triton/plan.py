@@ -87,3 +87,81 @@ def split_k_for(cfg: GemmConfig, m: int, n: int, k: int, sm_count: int) -> int:
            and steps // (split * 2) >= 4):
         split *= 2
     return split
+
+
+# ---- decode GEMV (gemv.py): M <= GEMV_MAX_M --------------------------------------------------
+
+# Largest M for which the triton backend uses the FMA GEMV (gemv.py) instead of the tensor-core
+# kernel. The GEMV decodes each weight once per group of up to 4 tokens and does one float32 FMA
+# per weight and token: from the SASS (sm_90) its main loop issues ~5.7 instructions per weight
+# at M = 1 and ~10.7 at M = 4 (4 tokens per program), so past M = 4 (two token groups) it
+# would issue more than the tensor-core kernel's decode. An estimate from instruction counts,
+# not a timing: benchmarks/bench_gemm.py reports both kernels at every M <= 16 to place it.
+GEMV_MAX_M = 4
+GEMV_MAX_BLOCK_M = 4  # tokens per program the kernel is written for (1, 2 or 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class GemvConfig:
+    block_m: int           # tokens per program, 0: the smallest of 1, 2, 4 covering M
+    block_k: int           # K values per step, at most (the launcher takes the largest power
+                           # of two dividing K up to this, so steps need no masks)
+    words_per_thread: int  # 8-value weight words each thread decodes per step; sets the rows
+                           # per program: block_n = words_per_thread * threads / step words
+    num_warps: int
+    programs_per_sm: int = 4  # split K until about this many programs per SM
+    split_k: int = 0       # 0: choose (gemv_split_k_for); else fixed (must divide the K steps)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# 8 words (64 weights, 32 bytes) per thread per step, 4 warps, steps of up to 1024 K values
+# (rows per program: 8 at K = 8192 / 21504, 32 at K = 5376). sm_90 SASS at M = 1: 91 registers
+# (so 5 programs of 128 threads fit an SM), no local memory. Not yet timed on the H100.
+GEMV_H100 = GemvConfig(block_m=0, block_k=1024, words_per_thread=8, num_warps=4)
+# Interpreter: small steps so that the K = 32..1056 test shapes take several steps and splits.
+GEMV_INTERPRETER = GemvConfig(block_m=0, block_k=64, words_per_thread=1, num_warps=4,
+                              programs_per_sm=2)
+
+GEMV_CANDIDATES: tuple[GemvConfig, ...] = (
+    GEMV_H100,
+    GemvConfig(0, 1024, 4, 4), GemvConfig(0, 1024, 16, 4), GemvConfig(0, 512, 8, 4),
+    GemvConfig(0, 1024, 8, 8), GemvConfig(0, 1024, 8, 2), GemvConfig(0, 1024, 8, 4, 8),
+    GemvConfig(0, 1024, 8, 4, 2), GemvConfig(1, 1024, 8, 4),
+)
+
+MAX_SPLIT = 16
+
+
+def gemv_config_for(interpreter: bool = False) -> GemvConfig:
+    return GEMV_INTERPRETER if interpreter else GEMV_H100
+
+
+def gemv_block_m(cfg: GemvConfig, m: int) -> int:
+    if cfg.block_m:
+        return cfg.block_m
+    bm = 1
+    while bm < min(m, GEMV_MAX_BLOCK_M):
+        bm *= 2
+    return bm
+
+
+def gemv_split_k_for(cfg: GemvConfig, tiles: int, steps: int, sm_count: int) -> int:
+    """How many programs share one row block's K range (a divisor of the K steps).
+
+    The smallest split that brings the grid to cfg.programs_per_sm programs per SM while every
+    split keeps at least two K steps; if none does, the largest such split up to MAX_SPLIT (the
+    reduction kernel unrolls over the splits and each split value is one more compile).
+    """
+    if cfg.split_k:
+        if steps % cfg.split_k:
+            raise ValueError(f"GemvConfig.split_k={cfg.split_k} does not divide the {steps} "
+                             "K steps of this shape")
+        return cfg.split_k
+    splits = [d for d in range(1, min(steps, MAX_SPLIT) + 1)
+              if steps % d == 0 and (d == 1 or steps // d >= 2)]
+    for d in splits:
+        if tiles * d >= cfg.programs_per_sm * sm_count:
+            return d
+    return splits[-1]

@@ -14,6 +14,9 @@ cuobjdump disassembles from the cubin:
 - local_ld / local_st: count of ``LDL`` / ``STL`` instructions in the SASS (local memory:
   register spills or a stack frame); null when no SASS could be produced
 - shared: shared memory bytes from Triton's metadata
+- sass_hgmma / sass_hmma / sass_ffma: tensor-core and float32 FMA instructions in the SASS
+- sass_ldg128 / sass_ldg128_const: 16-byte global loads (all / read-only ``.CONSTANT`` ones)
+- registers: registers per thread from the cubin's resource usage (null if unreadable)
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def _specs():
     import triton
     import triton.language as tl
 
-    from nvfp4_kernels.backends.triton import attention, gemm, kv_cache, quantize
-    from nvfp4_kernels.backends.triton.plan import config_for, split_k_for
+    from nvfp4_kernels.backends.triton import attention, gemm, gemv, kv_cache, quantize
+    from nvfp4_kernels.backends.triton.plan import config_for, gemv_config_for, split_k_for
 
     specs = []
 
@@ -77,6 +80,32 @@ def _specs():
     # operand order (plan.CANDIDATES has it).
     gemm_spec("gemm_w4a4_prefill_noswap", dataclasses.replace(pre, swap_ab=False), True,
               "*u8", tl.float16, 1, False, False)
+
+    def gemv_spec(name, m, n, k, a_type, layout_swizzled, has_bias):
+        # Argument order, constexprs and launch shape as gemv._launch passes them on a GPU.
+        cfg = gemv_config_for()
+        bm, bn, bkw, steps, split = gemv.launch_shape(cfg, m, n, k, 132)
+        a_nvfp4 = a_type == "nvfp4"
+        sig = {"a_ptr": "*i32" if a_nvfp4 else a_type, "a_scale_ptr": "*u8" if a_nvfp4 else a_type,
+               "b_ptr": "*i32", "b_scale_ptr": "*u8", "alpha_ptr": "*fp32",
+               "bias_ptr": "*bf16" if has_bias else "*fp32", "out_ptr": "*bf16",
+               "ws_ptr": "*fp32" if split > 1 else "*bf16", "M": "i32", "N": "i32", "K": "i32",
+               "KW": "i32", "STEPS": "i32", "A_SCP4": "i32", "B_SCP4": "i32"}
+        const = dict(A_NVFP4=a_nvfp4, B_SWIZZLED=layout_swizzled,
+                     FOLD=2.0 ** 28 if a_nvfp4 else 2.0 ** 14, ALPHA_PER_COL=has_bias,
+                     HAS_BIAS=has_bias, SPLIT_K=split, BF16_BY_BITS=False, USE_ASM=True,
+                     BM=bm, BN=bn, BKW=bkw)
+        div16 = [k for k, v in sig.items() if v.startswith("*")] + ["N", "K", "KW"]
+        specs.append((name, gemv._gemv_kernel, sig, const, div16, cfg.num_warps, 1,
+                      dataclasses.asdict(cfg) | {"block_m": bm, "block_n": bn,
+                                                 "step_words": bkw, "split_k": split}))
+
+    # The GEMV the triton backend uses for M <= plan.GEMV_MAX_M: M = 1 on gate_up (bf16
+    # activations, swizzled scales), M = 4 (4 tokens per program) on o with fp16 activations,
+    # linear scales, per-row alpha and bias, and W4A4 at M = 1 on down.
+    gemv_spec("gemv_w4a16_m1", 1, 43008, 5376, "*bf16", True, False)
+    gemv_spec("gemv_w4a16_m4", 4, 5376, 8192, "*fp16", False, True)
+    gemv_spec("gemv_w4a4_m1", 1, 5376, 21504, "nvfp4", True, False)
 
     specs.append(("split_k_reduce", gemm._split_k_reduce_kernel,
                   {"ws_ptr": "*fp32", "alpha_ptr": "*fp32", "bias_ptr": "*fp32",
@@ -145,6 +174,24 @@ def _specs():
     return specs
 
 
+def _registers(compiled):
+    """Registers per thread from the cubin's resource usage, read with the cuobjdump that
+    Triton itself uses for the SASS; None if that fails."""
+    import subprocess
+
+    try:
+        from triton.tools.disasm import path_to_cuobjdump
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(compiled.asm["cubin"])
+            f.flush()
+            out = subprocess.run([path_to_cuobjdump(), "--dump-resource-usage", f.name],
+                                 capture_output=True, text=True, timeout=120).stdout
+    except Exception:
+        return None
+    found = re.search(r"REG:(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
 def _count(pattern, text):
     return len(re.findall(pattern, text)) if text is not None else None
 
@@ -195,7 +242,11 @@ def main() -> int:
                 sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass),
                 ftz_ex2=_count(r"\bex2\.approx\.ftz\.f32\b", ptx),
                 sass_ldg_u8=_count(r"\bLDG\.E\.U8\b", sass),
-                sass_ld_128=_count(r"\b(?:LDG\.E|LDGSTS\.E(?:\.BYPASS)?)\.128\b", sass))
+                sass_ld_128=_count(r"\b(?:LDG\.E|LDGSTS\.E(?:\.BYPASS)?)\.128\b", sass),
+                sass_ffma=_count(r"\bFFMA\b", sass),
+                sass_ldg128=_count(r"\bLDG\.E\.128\b", sass),
+                sass_ldg128_const=_count(r"\bLDG\.E\.128\.CONSTANT\b", sass),
+                registers=_registers(compiled) if sass is not None else None)
         except Exception:
             info["error"] = traceback.format_exc()[-4000:]
             result["ok"] = False

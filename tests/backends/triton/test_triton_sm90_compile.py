@@ -1,7 +1,8 @@
 """The backend's Triton kernels compile ahead of time for sm_90 (H100), checked without a GPU.
 
 sm90_compile_check.py compiles each kernel the launchers use (GEMM decode / prefill / W4A4,
-split-K reduce, quantize, dequantize, KV write and gather, decode attention and its combine) with triton.compile for
+the decode GEMV, split-K reduce, quantize, dequantize, KV write and gather, decode attention and its
+combine) with triton.compile for
 GPUTarget("cuda", 90, 32), in a subprocess without TRITON_INTERPRET (this directory's conftest
 sets it in-process when there is no GPU, and Triton fixes interpret-or-compile per process).
 The assertions are on the generated PTX and on the SASS disassembled from the cubin.
@@ -22,9 +23,10 @@ pytest.importorskip("triton", reason="triton is not installed")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
+GEMVS = ("gemv_w4a16_m1", "gemv_w4a16_m4", "gemv_w4a4_m1")
 ATTENTION = ("attention_decode_d256", "attention_decode_d512")
-KERNELS = GEMMS + ("split_k_reduce", "quantize", "dequantize", "kv_cache_write",
-                   "kv_cache_gather", "attention_combine") + ATTENTION
+KERNELS = GEMMS + GEMVS + ("split_k_reduce", "quantize", "dequantize", "kv_cache_write",
+                           "kv_cache_gather", "attention_combine") + ATTENTION
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,34 @@ def test_decode_gemm_uses_tensor_cores(result):
     k = result["kernels"]["gemm_w4a16_decode"]
     assert k["wgmma"] + k["mma_sync"] > 0, "decode GEMM: no tensor-core MMA in the PTX"
     assert k["sass_hgmma"] + k["sass_hmma"] > 0, "decode GEMM: no HGMMA/HMMA in the SASS"
+
+
+def test_gemv_configs_are_the_launchers(result):
+    k = result["kernels"]
+    assert k["gemv_w4a16_m1"]["config"]["block_m"] == 1
+    assert k["gemv_w4a16_m4"]["config"]["block_m"] == 4
+
+
+def test_gemv_is_fma_with_16_byte_loads(result):
+    """The GEMV multiplies on the FMA units (no tensor cores), reads the packed weights with
+    16-byte loads and the dense activations with 16-byte read-only loads (the inline PTX)."""
+    for name in GEMVS:
+        k = result["kernels"][name]
+        assert k["wgmma"] + k["mma_sync"] == 0 and k["sass_hgmma"] + k["sass_hmma"] == 0, name
+        assert k["sass_ffma"] > 0, f"{name}: no FFMA in the SASS"
+        assert k["sass_ldg128"] > 0, f"{name}: no 16-byte weight loads (LDG.E.128)"
+    for name in ("gemv_w4a16_m1", "gemv_w4a16_m4"):
+        assert result["kernels"][name]["sass_ldg128_const"] > 0, (
+            f"{name}: activations not read with 16-byte read-only loads")
+
+
+def test_gemv_m1_registers(result):
+    """At M = 1 the GEMV's latency hiding comes from resident warps: at most 128 registers per
+    thread keeps 4 programs of 128 threads on an SM (91 when this test was written)."""
+    for name in ("gemv_w4a16_m1", "gemv_w4a4_m1"):
+        regs = result["kernels"][name]["registers"]
+        assert regs is not None, f"{name}: register count unreadable"
+        assert regs <= 128, f"{name}: {regs} registers per thread"
 
 
 def _check_ieee(k, name):
