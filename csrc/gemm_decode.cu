@@ -57,6 +57,9 @@ void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stre
     case 4: launch<A, MT, Shape<4, 4, MT == 1 ? 8 : 4, 1, true>>(p, stream); break;
     // Shared-memory ring, 16 warps per CTA split K.
     case 5: launch<A, MT, Shape<16, 4, MT == 1 ? 2 : 1, 1, true>>(p, stream); break;
+    // The default's shapes with the next chunk's activations loaded one chunk ahead.
+    case 6: launch<A, MT, Shape<8, 4, MT == 1 ? 4 : 2, 1, true, true>>(p, stream); break;
+    case 7: launch<A, MT, Shape<8, 3, MT == 1 ? 3 : 2, 2, true, true>>(p, stream); break;
     // The default (H100 sweep, docs/performance.md): one token tile (M <= 8) streams one
     // 16-row tile per warp through a 4-stage ring, 4 CTAs per SM; two token tiles reuse each
     // activation register over two row tiles (at M = 16 the activations a CTA reads from L2

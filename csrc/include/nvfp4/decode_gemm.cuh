@@ -61,10 +61,13 @@ struct Params {
 // per warp are in flight; MIN_BLOCKS CTAs per SM bound the registers. ASYNC streams the weights
 // through a per-warp shared-memory ring filled by cp.async (so STAGES costs no registers and
 // more bytes can be in flight); otherwise the ring is in registers.
-template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false>
+// ACT_AHEAD (ASYNC only) loads the activations of a warp's next chunk while it decodes this
+// one, so their L2 latency is not exposed once per chunk (costs 16 registers per token tile).
+template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false,
+          bool ACT_AHEAD_ = false>
 struct Shape {
   static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_, WT = WT_;
-  static constexpr bool ASYNC = ASYNC_;
+  static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_;
   static constexpr int kThreads = KW * 32;
   // Bytes of one warp's ring slot (ASYNC): WT x 2 rows x 32 lanes x (16 weight + 4 scale bytes).
   static constexpr int kSlotBytes = WT * 2 * 32 * (16 + 4);
@@ -573,6 +576,8 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       fill += S::kSlotBytes;
     }
     uint32_t slot = 0;
+    ActChunk<A> ahead[MT];
+    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps>(ahead, ac, p);
     for (int c = warp; c < chunks; c += kWarps) {
       // Refill the slot read in the previous iteration (its values are already consumed).
       if (c + (kStages - 1) * kWarps < chunks)
@@ -580,7 +585,13 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       cp_async_commit();
       fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
       Stage<A, MT, WT> st;
-      load_activations<A, MT, kWarps>(st.x, ac, p);
+      if constexpr (S::ACT_AHEAD) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) st.x[mt] = ahead[mt];
+        load_activations<A, MT, kWarps>(ahead, ac, p);  // past the last chunk: zeros, no load
+      } else {
+        load_activations<A, MT, kWarps>(st.x, ac, p);
+      }
       cp_async_wait<kStages - 1>();
       read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
       compute_stage<A, MT, WT>(acc, st);
