@@ -23,11 +23,11 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
     # the hand-written kernels are for eager calls and captured graphs.
     if x.is_cuda and x.numel() and not torch.compiler.is_compiling():
         try:
-            from nvfp4_kernels.backends.triton import quantize as triton_quantize
+            from nvfp4_kernels.backends.triton import amax as triton_amax
         except ImportError:
             pass
         else:
-            return triton_quantize.global_scale(x)
+            return triton_amax.global_scale(x)
     return ref.global_scale(x)
 
 
