@@ -122,10 +122,11 @@ def debug_check_scale(name: str, t) -> None:
 def check_entering_scale(name: str, t: torch.Tensor) -> None:
     """Value check for a scale tensor that enters a container (``NVFP4(...)``): always for CPU
     tensors (no device sync), for device tensors only with debug checks on; never while tracing."""
+    if not (t.is_cpu or debug.checks_enabled()):  # the usual GPU case: nothing to do
+        return
     if _tracing() or t.device.type == "meta" or _is_fake(t):
         return
-    if t.device.type == "cpu" or debug.checks_enabled():
-        check_scale_tensor(name, t, dtype=None)
+    check_scale_tensor(name, t, dtype=None)
 
 
 def _is_fake(t: torch.Tensor) -> bool:

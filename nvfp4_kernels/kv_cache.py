@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from nvfp4_kernels import _scales
+from nvfp4_kernels import _global_scale, _scales
 from nvfp4_kernels import ops as _ops
 
 
@@ -21,10 +21,9 @@ def _scale(name, value, device):
     if isinstance(value, torch.Tensor):
         _scales.debug_check_scale(name, value)  # opt-in: reads the value (a sync)
         return value
-    # A number is checked for free; a fill on the device, not a host-to-device copy, keeps it
-    # capturable in a CUDA graph.
-    value = _scales.check_scale_value(name, value)
-    return torch.full((1,), value, dtype=torch.float32, device=device)
+    # A number is checked for free; it becomes a device tensor by a fill (capturable in a CUDA
+    # graph, unlike a host-to-device copy), made once per value in eager mode.
+    return _global_scale.constant(_scales.check_scale_value(name, value), device, (1,))
 
 
 def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
@@ -35,7 +34,8 @@ def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
     [0, num_blocks * block_size) are skipped like -1.
     """
     _ops.kv_cache_write(key, value, key_cache, value_cache, slot_mapping,
-                        _scale("k_scale", k_scale, key.device), _scale("v_scale", v_scale, key.device), backend)
+                        _scale("k_scale", k_scale, key.device),
+                        _scale("v_scale", v_scale, key.device), backend)
 
 
 def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,

@@ -38,7 +38,7 @@ import math
 import torch
 from torch import nn
 
-from nvfp4_kernels import _scales, api
+from nvfp4_kernels import _global_scale, _scales, api
 from nvfp4_kernels import ops as _ops  # the op entry points (eager fast path, torch.ops under compile)
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.reference import BLOCK
@@ -265,24 +265,59 @@ class NVFP4Linear(nn.Module):
         return (w * self.weight_alpha.reshape(-1, 1)).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The decode hot path: every step below is one or two C calls; argument checks happen
+        # once, in the op (this layer's own buffers were checked when they entered it).
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected last dim {self.in_features}, got shape "
                              f"{tuple(x.shape)}")
-        lead = x.shape[:-1]
-        x2 = x.reshape(math.prod(lead), self.in_features)  # not -1: K = 0 must work
-        out_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else self.compute_dtype
-        if self.activations == "bf16":
-            a = x2 if x2.dtype in _COMPUTE_DTYPES else x2.to(self.compute_dtype)
-            y = _ops.gemm_w4a16(a.contiguous(), self.weight, self.weight_scale,
-                                           self.weight_alpha, "swizzled", out_dtype, self.bias,
-                                           self.backend)
+        flat = x.dim() == 2
+        x2 = x if flat else x.reshape(math.prod(x.shape[:-1]), self.in_features)  # K = 0 works
+        x_dtype = x.dtype
+        if x_dtype in _COMPUTE_DTYPES:
+            out_dtype = x_dtype
         else:
-            qa = api.quantize(x2.contiguous(), self.input_global_scale, scale_layout="swizzled",
-                              backend=self.backend)
-            alpha = self.weight_alpha / qa.global_scale
-            y = _ops.gemm(qa.data, self.weight, qa.scale, self.weight_scale, alpha,
-                                     out_dtype, self.bias, self.backend)
-        return y.reshape(*lead, self.out_features).to(x.dtype)
+            out_dtype = self.compute_dtype
+            if self.activations == "bf16":
+                x2 = x2.to(out_dtype)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        if self.activations == "bf16":
+            y = _ops.gemm_w4a16(x2, self.weight, self.weight_scale, self.weight_alpha,
+                                "swizzled", out_dtype, self.bias, self.backend)
+        else:
+            in_gs = self.input_global_scale
+            if in_gs is None:  # dynamic: this call's own scale, computed on the device
+                gs = _global_scale.global_scale(x2)
+                alpha = self.weight_alpha / gs
+            else:
+                gs, alpha = in_gs, self._static_alpha(in_gs)
+            data, scale = _ops.quantize(x2, gs, "swizzled", self.backend)
+            y = _ops.gemm(data, self.weight, scale, self.weight_scale, alpha, out_dtype,
+                          self.bias, self.backend)
+        if not flat:
+            y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if out_dtype == x_dtype else y.to(x_dtype)
+
+    def _static_alpha(self, in_gs: torch.Tensor) -> torch.Tensor:
+        """weight_alpha / input_global_scale, the W4A4 GEMM's alpha with a static input scale.
+
+        Both are buffers that change only when reloaded, so eagerly the quotient is kept and
+        recomputed when either buffer is replaced or written in place (version counters). While
+        torch.compile traces or a CUDA graph is captured it is computed afresh, so the graph
+        reads the live buffers (weights reloaded in place after capture stay correct)."""
+        wa = self.weight_alpha
+        if _global_scale.in_graph(wa):
+            return wa / in_gs
+        try:
+            versions = (wa._version, in_gs._version)
+        except RuntimeError:  # inference tensors have no version counter: never cache
+            return wa / in_gs
+        cached = self.__dict__.get("_alpha_cache")
+        if cached is None or cached[0] is not wa or cached[1] is not in_gs or \
+                cached[2] != versions:
+            cached = (wa, in_gs, versions, wa / in_gs)
+            self.__dict__["_alpha_cache"] = cached
+        return cached[3]
 
     def extra_repr(self) -> str:
         act = "W4A16 (weight-only)" if self.activations == "bf16" else (
