@@ -64,12 +64,13 @@ _INT32 = range(-(1 << 31), 1 << 31)
 
 
 def _arg_key(a):
-    """What Triton specializes a kernel on, for one argument (or something finer).
+    """What Triton specializes a kernel on, for one runtime (not constexpr) argument, or
+    something finer.
 
     Tensors: dtype (the pointer type) and 16-byte alignment of the data pointer. Integers: == 1
     (Triton turns such an argument into a constant), divisibility by 16, and whether it fits in
-    int32 (the argument's type). Anything else (constexprs, floats, bools, Triton dtypes): the
-    value itself."""
+    int32 (the argument's type). Anything else (floats, bools): the value itself. Constexpr
+    parameters are keyed by value (see ``launch``)."""
     if isinstance(a, torch.Tensor):
         return a.dtype, a.data_ptr() % 16 == 0
     if type(a) is int:
@@ -77,7 +78,7 @@ def _arg_key(a):
     return a
 
 
-# kernel -> {key: (C launcher, function handle, packed metadata)}
+# id(kernel) -> (which parameters are constexpr, {key: (C launcher, function, packed metadata)})
 _compiled: dict = {}
 _runtime_knobs = None  # triton.knobs.runtime, imported on the first GPU launch
 
@@ -114,17 +115,20 @@ def launch(kernel, grid, args, *, num_warps: int, num_stages: int | None = None)
     if _runtime_knobs is None:
         from triton import knobs
         _runtime_knobs, _stream = knobs.runtime, _raw_stream()
-    per_kernel = _compiled.get(kernel)
-    if per_kernel is None:
-        per_kernel = _compiled[kernel] = {}
+    # By id: a JITFunction's own __hash__ takes a lock and hashes its source key.
+    entry = _compiled.get(id(kernel))
+    if entry is None:
+        entry = _compiled[id(kernel)] = (tuple(p.is_constexpr for p in kernel.params), {})
+    constexpr, per_kernel = entry
     index = torch.cuda.current_device()
-    key = (index, options, *[_arg_key(a) for a in args])
+    key = (index, options, *[a if c else _arg_key(a) for a, c in zip(args, constexpr)])
     hit = per_kernel.get(key)
     if hit is None or not _hooks_idle():
         compiled = _slow(kernel, grid, args, options)
         if hasattr(compiled, "result"):  # asynchronous compile mode returns a future
             compiled = compiled.result()
-        per_kernel[key] = (compiled.run, compiled.function, compiled.packed_metadata)
+        if compiled is not None:  # (None: the interpreter ran it)
+            per_kernel[key] = (compiled.run, compiled.function, compiled.packed_metadata)
         return
     run, function, metadata = hit
     run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1,
