@@ -29,6 +29,10 @@ from nvfp4_kernels.backends.triton._launch import grid_device, launch, sm_count
 _BLOCK = 4096          # elements per program per loop step: 32 per thread at 4 warps
 _NUM_WARPS = 4
 _PROGRAMS_PER_SM = 8   # enough loads in flight per SM to cover HBM latency
+# (BLOCK, programs per SM) candidates that benchmarks/bench_quantize.py --sweep times on a GPU;
+# the default above is reasoned (32 loads of 2 bytes per thread in flight, 32 warps per SM),
+# not yet measured.
+CANDIDATES = ((4096, 8), (8192, 4), (4096, 16), (2048, 16), (8192, 8))
 
 
 @triton.jit
@@ -80,10 +84,13 @@ def amax(x: torch.Tensor) -> torch.Tensor:
     return _reduce(x, False)
 
 
-def global_scale(x: torch.Tensor) -> torch.Tensor:
+def global_scale(x: torch.Tensor, *, block: int = _BLOCK,
+                 programs_per_sm: int = _PROGRAMS_PER_SM) -> torch.Tensor:
     """448*6/amax(|x|) clamped to FLT_MAX, 1.0 when all zero, non-finite elements ignored (as
-    ``reference.global_scale``): one fill and one kernel, no host sync."""
-    return _reduce(x, True)
+    ``reference.global_scale``): one fill and one kernel, no host sync.
+
+    block, programs_per_sm: the launch shape (benchmark sweeps; see CANDIDATES)."""
+    return _reduce(x, True, block, programs_per_sm)
 
 
 __all__ = ["amax", "global_scale"]
