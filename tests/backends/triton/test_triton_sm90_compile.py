@@ -1,7 +1,7 @@
 """The backend's Triton kernels compile ahead of time for sm_90 (H100), checked without a GPU.
 
 sm90_compile_check.py compiles each kernel the launchers use (GEMM decode / prefill / W4A4,
-split-K reduce, quantize, dequantize, KV write and gather) with triton.compile for
+split-K reduce, quantize, dequantize, global scale, KV write and gather) with triton.compile for
 GPUTarget("cuda", 90, 32), in a subprocess without TRITON_INTERPRET (this directory's conftest
 sets it in-process when there is no GPU, and Triton fixes interpret-or-compile per process).
 The assertions are on the generated PTX and on the SASS disassembled from the cubin.
@@ -22,8 +22,8 @@ pytest.importorskip("triton", reason="triton is not installed")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
-KERNELS = GEMMS + ("split_k_reduce", "quantize", "dequantize", "kv_cache_write",
-                   "kv_cache_gather")
+KERNELS = GEMMS + ("split_k_reduce", "quantize", "dequantize", "global_scale",
+                   "kv_cache_write", "kv_cache_gather")
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,9 @@ def test_quantize_divides_ieee(result):
     _check_ieee(result["kernels"]["quantize"], "quantize")
 
 
-def test_dequantize_and_kv_write_divide_ieee(result):
+def test_dequantize_global_scale_and_kv_write_divide_ieee(result):
     _check_ieee(result["kernels"]["dequantize"], "dequantize")
+    _check_ieee(result["kernels"]["global_scale"], "global_scale")
     _check_ieee(result["kernels"]["kv_cache_write"], "kv_cache_write")
 
 
