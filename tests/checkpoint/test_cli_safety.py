@@ -254,10 +254,10 @@ def test_writer_checks_every_scale_it_writes():
     scale = torch.zeros(4, 1, dtype=torch.float8_e4m3fn)
     with pytest.raises(checkpoint.CheckpointFormatError,
                        match=r"m\.weight_global_scale: must be finite and > 0, got inf"):
-        checkpoint.formats.write_linear("m", "compressed-tensors", data, scale,
+        checkpoint.conventions.write_linear("m", "compressed-tensors", data, scale,
                                         torch.tensor(float("inf")))
     with pytest.raises(checkpoint.CheckpointFormatError, match=r"m\.input_scale: must be finite"):
-        checkpoint.formats.write_linear("m", "modelopt", data, scale, torch.tensor(2.0),
+        checkpoint.conventions.write_linear("m", "modelopt", data, scale, torch.tensor(2.0),
                                         torch.tensor(0.0))
 
 

@@ -61,7 +61,7 @@ def test_multi_shard_round_trip_is_bit_exact(tmp_path):
         for module in rep.quantized:
             w = src[module + ".weight"]
             lin = checkpoint.load_linear(reader, module)
-            assert checkpoint.formats.detect(reader, module) == fmt
+            assert checkpoint.conventions.detect(reader, module) == fmt
             gs = nk.global_scale(w)
             group = [m for m in rep.quantized if m.rpartition(".")[0] == module.rpartition(".")[0]
                      and m.endswith(("q_proj", "k_proj", "v_proj")) == module.endswith(

@@ -1,4 +1,6 @@
-"""The two published NVFP4 checkpoint formats: tensor names, scale directions, validation.
+"""The two published NVFP4 checkpoint conventions (ModelOpt and compressed-tensors formats):
+tensor names, scale directions, validation. (``nvfp4_kernels.formats`` is the in-memory NVFP4
+container; this module is only about how checkpoints name and store it.)
 
 Per quantized linear module ``P`` (N outputs, K inputs):
 
