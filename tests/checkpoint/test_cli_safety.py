@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from nvfp4_kernels import checkpoint
-from nvfp4_kernels.checkpoint import quantize as cq
+from nvfp4_kernels.checkpoint import rtn as cq
 from nvfp4_kernels.cli import main
 from tests.checkpoint.test_quantize_checkpoint import make_checkpoint
 
@@ -95,7 +95,7 @@ def test_out_that_is_a_file_is_refused(src, tmp_path, capsys):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from nvfp4_kernels.checkpoint import quantize as cq
+    from nvfp4_kernels.checkpoint import rtn as cq
     from nvfp4_kernels.cli import main
     sig = getattr(signal, sys.argv[3])
     real = cq._copy_other_files

@@ -131,7 +131,7 @@ def test_failure_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
             raise RuntimeError("disk full (simulated)")
         return nk.quantize(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.quantize.api, "quantize", failing)
+    monkeypatch.setattr(checkpoint.rtn.api, "quantize", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         checkpoint.quantize_checkpoint(tmp_path / "in", tmp_path / "out", "modelopt",
                                        progress=False)
