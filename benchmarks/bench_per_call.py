@@ -54,7 +54,7 @@ def per_call_us(fn, calls: int, device) -> float:
 def install_stub(device):
     """Make every backend a no-op that returns preallocated outputs (registry.choose still runs)."""
     from nvfp4_kernels.backends import registry
-    from nvfp4_kernels.reference import swizzled_shape
+    from nvfp4_kernels.layout import swizzled_shape
 
     cache = {}
 

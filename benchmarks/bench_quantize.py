@@ -30,7 +30,7 @@ import torch  # noqa: E402
 def run(args):
     device = harness.setup_device(args)
     import nvfp4_kernels as nk
-    from nvfp4_kernels import reference as ref
+    from nvfp4_kernels import layout
     from nvfp4_kernels.backends import registry
 
     rows_, cols = (64, 256) if args.smoke else args.shape
@@ -45,7 +45,7 @@ def run(args):
     def timed(fn, inputs_):
         return harness.measure(fn, inputs_, args, graph)
 
-    srows, scols = ref.swizzled_shape(rows_, cols // 16)
+    srows, scols = layout.swizzled_shape(rows_, cols // layout.BLOCK)
     nbytes = {"swizzled": rows_ * cols * 2 + rows_ * cols // 2 + srows * scols,
               "linear": rows_ * cols * 2 + rows_ * cols // 2 + rows_ * cols // 16}
     copy_bw = harness.copy_bandwidth(nbytes["swizzled"], device, args)

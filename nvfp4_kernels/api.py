@@ -17,9 +17,9 @@ from nvfp4_kernels import _checks as check
 from nvfp4_kernels import _global_scale, _scales
 from nvfp4_kernels import debug  # noqa: F401  (nk.debug: the opt-in value checks)
 from nvfp4_kernels import ops as _ops
-from nvfp4_kernels import reference as ref
 from nvfp4_kernels.formats import NVFP4
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels import layout
+from nvfp4_kernels.layout import BLOCK
 
 
 def global_scale(x: torch.Tensor) -> torch.Tensor:
@@ -74,13 +74,13 @@ def dequantize(q: NVFP4, dtype: torch.dtype = torch.bfloat16, *,
 def swizzle_scales(scale: torch.Tensor) -> torch.Tensor:
     """Linear [R, K/16] e4m3 scales -> swizzled [ceil128(R), ceil4(K/16)] (128x4 layout)."""
     check.tensor("scale", scale, ndim=2, contiguous=False)
-    return ref.swizzle_scales(scale)
+    return layout.swizzle_scales(scale)
 
 
 def unswizzle_scales(scale: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Swizzled scales -> linear [rows, cols]; `cols` counts scale columns (K/16), not K."""
     check.tensor("scale", scale, contiguous=False)
-    return ref.unswizzle_scales(scale, rows, cols)
+    return layout.unswizzle_scales(scale, rows, cols)
 
 
 def _weight(b) -> NVFP4:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from nvfp4_kernels import _global_scale, _scales
-from nvfp4_kernels.reference import (BLOCK, swizzle_scales, swizzled_shape,
+from nvfp4_kernels.layout import (BLOCK, swizzle_scales, swizzled_shape,
                                       unswizzle_scales)
 
 

@@ -41,7 +41,8 @@ from torch import nn
 from nvfp4_kernels import _global_scale, _scales, api
 from nvfp4_kernels import ops as _ops  # the op entry points (eager fast path, torch.ops under compile)
 from nvfp4_kernels import reference as ref
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels import layout
+from nvfp4_kernels.layout import BLOCK
 
 ACTIVATIONS = ("nvfp4", "bf16")
 _COMPUTE_DTYPES = (torch.bfloat16, torch.float16)
@@ -86,7 +87,7 @@ class NVFP4Linear(nn.Module):
         # float32 inputs are cast to this for the GEMM (the kernels take bf16/fp16 operands).
         self.compute_dtype = compute_dtype
         self.backend = backend
-        rows, cols = ref.swizzled_shape(out_features, in_features // BLOCK)
+        rows, cols = layout.swizzled_shape(out_features, in_features // BLOCK)
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2,
                                                    dtype=torch.uint8, device=device))
         self.register_buffer("weight_scale", torch.zeros(rows, cols, dtype=torch.float8_e4m3fn,
@@ -124,11 +125,11 @@ class NVFP4Linear(nn.Module):
             if tuple(scale.shape) != (n, k // BLOCK):
                 raise ValueError(f"weight_scale: expected linear shape ({n}, {k // BLOCK}) for a "
                                  f"[{n}, {k}] weight, got {tuple(scale.shape)}")
-            scale = ref.swizzle_scales(scale.contiguous())
+            scale = layout.swizzle_scales(scale.contiguous())
         elif scale_layout == "swizzled":
-            if tuple(scale.shape) != ref.swizzled_shape(n, k // BLOCK):
+            if tuple(scale.shape) != layout.swizzled_shape(n, k // BLOCK):
                 raise ValueError(f"weight_scale: expected swizzled shape "
-                                 f"{ref.swizzled_shape(n, k // BLOCK)}, got {tuple(scale.shape)}")
+                                 f"{layout.swizzled_shape(n, k // BLOCK)}, got {tuple(scale.shape)}")
         else:
             raise ValueError(f"scale_layout: must be 'linear' or 'swizzled', got {scale_layout!r}")
         if (weight_global_scale is None) == (weight_alpha is None):
@@ -192,7 +193,7 @@ class NVFP4Linear(nn.Module):
             if (s.bias is None) != (first.bias is None):
                 raise ValueError("shards: either all or none must have a bias")
         k = first.in_features
-        scales = [ref.unswizzle_scales(s.weight_scale, s.out_features, k // BLOCK) for s in shards]
+        scales = [layout.unswizzle_scales(s.weight_scale, s.out_features, k // BLOCK) for s in shards]
         alpha = torch.cat([s.weight_alpha.expand(s.out_features) for s in shards])
         if bool(torch.all(alpha == alpha[0])):
             alpha = alpha[:1].clone()  # one shared scale: keep the scalar fast path

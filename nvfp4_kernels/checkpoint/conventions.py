@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from nvfp4_kernels import _scales
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels.layout import BLOCK
 
 MODELOPT = "modelopt"
 COMPRESSED_TENSORS = "compressed-tensors"

@@ -21,7 +21,7 @@ import triton.language as tl
 from nvfp4_kernels.backends.triton import _bits
 from nvfp4_kernels.backends.triton._launch import dense, grid_device, interpreting, launch, sm_count
 from nvfp4_kernels.backends.triton.plan import GemmConfig, config_for, split_k_for
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 
 @triton.jit

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
 from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, launch
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 # Tile sizes: a [32, 8*16] fp32 tile is 4096 elements, 32 per thread at 4 warps. Quantize and
 # dequantize are memory-bound; this only needs to be large enough for 16-byte loads per thread
