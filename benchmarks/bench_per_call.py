@@ -25,15 +25,11 @@ Results go to <out>/bench_per_call.json and .csv.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import torch
 
-import torch  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 
 def per_call_us(fn, calls: int, device) -> float:
