@@ -76,11 +76,11 @@ def constant(value: float, device: torch.device, shape=()) -> torch.Tensor:
     hit = _CONSTANTS.get(key)
     if hit is not None and hit[0]._version == hit[1]:
         return hit[0]
-    t = torch.full(shape, value, dtype=torch.float32, device=device)
+    # A normal tensor even under torch.inference_mode (where serving code runs): an inference
+    # tensor has no version counter, so it could not be cached.
+    with torch.inference_mode(False):
+        t = torch.full(shape, value, dtype=torch.float32, device=device)
     if len(_CONSTANTS) >= _MAX_CONSTANTS:
         _CONSTANTS.clear()
-    try:
-        _CONSTANTS[key] = (t, t._version)
-    except RuntimeError:  # an inference tensor (no version counter): not cached
-        pass
+    _CONSTANTS[key] = (t, t._version)
     return t

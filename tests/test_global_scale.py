@@ -99,3 +99,11 @@ def test_decode_scale_inside_torch_compile_reads_the_live_global_scale():
     for factor in (1.0, 4.0):
         t = torch.tensor(factor)
         assert torch.equal(compiled(t), torch.ones(1) / (w.global_scale * t).reshape(1))
+
+
+def test_number_scales_are_cached_under_inference_mode_too(device):
+    with torch.inference_mode():
+        a = _scales.constant(0.125, device, (1,))
+        assert _scales.constant(0.125, device, (1,)) is a
+        x = torch.randn(2, 32, device=device)
+        assert nk.quantize(x, 0.125).global_scale.item() == 0.125
