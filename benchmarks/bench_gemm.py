@@ -16,13 +16,9 @@ GEMV candidates at M <= 16), so the tables can be replaced by measured winners.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import harness  # noqa: E402
-
-import torch  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 # name: (N, K) of the weight [N, K]
 LAYERS = {"gate_up": (43008, 5376), "down": (5376, 21504), "qkv": (16384, 5376),

@@ -11,14 +11,9 @@ excluded); without it, do_bench over rotated inputs. Also times a one-token deco
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-
-import torch  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 
 def run(args):

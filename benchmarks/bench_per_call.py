@@ -13,6 +13,11 @@ decode step pays in Python, dispatch and launch. The layers of one call, outermo
     _checks.<op>_args, registry.choose             those two parts alone
     backend function                               the Triton/CUDA launcher called directly
 
+Reference points in the same run: ``F.linear``, one tiny torch op (a division), one
+``torch.empty``, and an empty Triton kernel launched through ``kernel[grid]`` and through the
+backend's cached ``launch``. After the table, a breakdown per op prints each layer's own share
+(its time minus the next layer inside it), so the line to work on is the largest one.
+
 --stub replaces every backend function by one that returns preallocated outputs: what remains
 is this library's own overhead (the only mode that means anything on a CPU-only machine).
 Results go to <out>/bench_per_call.json and .csv.
@@ -20,15 +25,11 @@ Results go to <out>/bench_per_call.json and .csv.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import torch
 
-import torch  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 
 def per_call_us(fn, calls: int, device) -> float:
@@ -49,7 +50,7 @@ def per_call_us(fn, calls: int, device) -> float:
 def install_stub(device):
     """Make every backend a no-op that returns preallocated outputs (registry.choose still runs)."""
     from nvfp4_kernels.backends import registry
-    from nvfp4_kernels.reference import swizzled_shape
+    from nvfp4_kernels.layout import swizzled_shape
 
     cache = {}
 
@@ -131,27 +132,30 @@ def run(args):
     if not stub:
         for op in ("gemm_w4a16", "gemm", "quantize", "kv_cache_write"):
             backend_fns[op] = registry.choose(op, device, (dtype,) if op != "gemm_w4a16"
-                                              else (dtype, dtype))
+                                              else (dtype, dtype))[1]
+    w16 = (x, w.data, w.scale, w_alpha, "swizzled", None, None)
+    w4 = (qx.data, w.data, qx.scale, w.scale, alpha, dtype, None)
+    kv = (key, key, kc, vc, slot, one, one)
     cases = [
-        ("reference point", "F.linear", lambda: torch.nn.functional.linear(x, linear.weight)),
+        ("reference", "F.linear", lambda: torch.nn.functional.linear(x, linear.weight)),
+        ("reference", "one torch op (w_alpha / gs)", lambda: w_alpha / gs),
+        ("reference", "torch.empty", lambda: torch.empty((m, n), dtype=dtype, device=device)),
+        *_triton_reference_points(device),
         ("gemm W4A16", "nk.gemm", lambda: nk.gemm(x, w)),
         ("gemm W4A16", "nk.gemm(weight_alpha=)", lambda: nk.gemm(x, w, weight_alpha=w_alpha)),
-        ("gemm W4A16", "torch.ops.nvfp4.gemm_w4a16", lambda: torch.ops.nvfp4.gemm_w4a16(
-            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
-        ("gemm W4A16", "ops.gemm_w4a16", lambda: ops.gemm_w4a16(
-            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
-        ("gemm W4A16", "_dispatch.gemm_w4a16", lambda: _dispatch.gemm_w4a16(
-            x, w.data, w.scale, w_alpha, "swizzled", None, None, None)),
-        ("gemm W4A16", "_checks.gemm_w4a16_args", lambda: _checks.gemm_w4a16_args(
-            x, w.data, w.scale, w_alpha, "swizzled", None, None)),
+        ("gemm W4A16", "torch.ops.nvfp4.gemm_w4a16",
+         lambda: torch.ops.nvfp4.gemm_w4a16(*w16, None)),
+        ("gemm W4A16", "ops.gemm_w4a16", lambda: ops.gemm_w4a16(*w16, None)),
+        ("gemm W4A16", "_dispatch.gemm_w4a16", lambda: _dispatch.gemm_w4a16(*w16, None)),
+        ("gemm W4A16", "_checks.gemm_w4a16_args", lambda: _checks.gemm_w4a16_args(*w16)),
         ("gemm W4A16", "registry.choose", lambda: registry.choose(
             "gemm_w4a16", device, (dtype, dtype), None)),
         ("gemm W4A4", "nk.gemm", lambda: nk.gemm(qx, w)),
         ("gemm W4A4", "nk.gemm(weight_alpha=)", lambda: nk.gemm(qx, w, weight_alpha=w_alpha)),
-        ("gemm W4A4", "torch.ops.nvfp4.gemm", lambda: torch.ops.nvfp4.gemm(
-            qx.data, w.data, qx.scale, w.scale, alpha, dtype, None, None)),
-        ("gemm W4A4", "ops.gemm", lambda: ops.gemm(
-            qx.data, w.data, qx.scale, w.scale, alpha, dtype, None, None)),
+        ("gemm W4A4", "torch.ops.nvfp4.gemm", lambda: torch.ops.nvfp4.gemm(*w4, None)),
+        ("gemm W4A4", "ops.gemm", lambda: ops.gemm(*w4, None)),
+        ("gemm W4A4", "_dispatch.gemm", lambda: _dispatch.gemm(*w4, None)),
+        ("gemm W4A4", "_checks.gemm_args", lambda: _checks.gemm_args(*w4)),
         ("quantize", "nk.quantize(x, gs)", lambda: nk.quantize(x, gs)),
         ("quantize", "nk.quantize(x, 100.0)", lambda: nk.quantize(x, 100.0)),
         ("quantize", "nk.quantize(x)", lambda: nk.quantize(x)),
@@ -159,32 +163,30 @@ def run(args):
         ("quantize", "torch.ops.nvfp4.quantize", lambda: torch.ops.nvfp4.quantize(
             x, gs, "swizzled", None)),
         ("quantize", "ops.quantize", lambda: ops.quantize(x, gs, "swizzled", None)),
-        ("kv cache", "nk.kv_cache.write", lambda: nk.kv_cache.write(
-            key, key, kc, vc, slot, one, one)),
+        ("quantize", "_dispatch.quantize", lambda: _dispatch.quantize(x, gs, "swizzled", None)),
+        ("quantize", "_checks.quantize_args", lambda: _checks.quantize_args(x, gs, "swizzled")),
+        ("kv cache", "nk.kv_cache.write", lambda: nk.kv_cache.write(*kv)),
         ("kv cache", "nk.kv_cache.write(float scales)", lambda: nk.kv_cache.write(
             key, key, kc, vc, slot, 1.0, 1.0)),
-        ("kv cache", "torch.ops.nvfp4.kv_cache_write", lambda: torch.ops.nvfp4.kv_cache_write(
-            key, key, kc, vc, slot, one, one, None)),
+        ("kv cache", "torch.ops.nvfp4.kv_cache_write",
+         lambda: torch.ops.nvfp4.kv_cache_write(*kv, None)),
+        ("kv cache", "ops.kv_cache_write", lambda: ops.kv_cache_write(*kv, None)),
+        ("kv cache", "_dispatch.kv_cache_write", lambda: _dispatch.kv_cache_write(*kv, None)),
+        ("kv cache", "_checks.kv_write_args", lambda: _checks.kv_write_args(*kv)),
         ("kv cache", "nk.kv_cache.gather", lambda: nk.kv_cache.gather(
             kc, vc, table, lens, one, one, total_tokens=20)),
         ("NVFP4Linear", "W4A16 forward", lambda: lin16(x)),
         ("NVFP4Linear", "W4A4 static forward", lambda: lin4s(x)),
         ("NVFP4Linear", "W4A4 dynamic forward", lambda: lin4d(x)),
     ]
-    for op, fn in backend_fns.items():
-        name, impl = fn
-        if op == "gemm_w4a16":
-            cases.append(("gemm W4A16", f"{name} backend function", lambda impl=impl: impl(
-                x, w.data, w.scale, w_alpha, "swizzled", dtype, None)))
-        elif op == "gemm":
-            cases.append(("gemm W4A4", f"{name} backend function", lambda impl=impl: impl(
-                qx.data, w.data, qx.scale, w.scale, alpha, dtype, None)))
-        elif op == "quantize":
-            cases.append(("quantize", f"{name} backend function",
-                          lambda impl=impl: impl(x, gs, "swizzled")))
-        else:
-            cases.append(("kv cache", f"{name} backend function",
-                          lambda impl=impl: impl(key, key, kc, vc, slot, one, one)))
+    backend_args = {"gemm_w4a16": ("gemm W4A16", (x, w.data, w.scale, w_alpha, "swizzled", dtype,
+                                                  None)),
+                    "gemm": ("gemm W4A4", w4), "quantize": ("quantize", (x, gs, "swizzled")),
+                    "kv_cache_write": ("kv cache", kv)}
+    for op, impl in backend_fns.items():
+        group, op_args = backend_args[op]
+        cases.append((group, f"backend function ({op})",
+                      lambda impl=impl, op_args=op_args: impl(*op_args)))
     rows = []
     with torch.no_grad():
         for group, name, fn in cases:
@@ -199,8 +201,81 @@ def run(args):
             print(f"{group:12s} {name:40s} {rows[-1].get('us_per_call')}")
     if real_choose is not None:
         registry.choose = real_choose
+    print_breakdown(rows)
     harness.write_results("bench_per_call", rows, args.out)
     return rows
+
+
+def _triton_reference_points(device):
+    """An empty Triton kernel launched through ``kernel[grid]`` and through the backend's
+    ``_launch.launch`` (cached compiled kernel): the floor under every Triton backend call."""
+    if device.type != "cuda":
+        return []
+    try:
+        import triton
+        import triton.language as tl
+        from nvfp4_kernels.backends.triton._launch import launch
+    except ImportError:
+        return []
+
+    @triton.jit
+    def empty_kernel(ptr, n, BLOCK: tl.constexpr):
+        pass
+    t = torch.zeros(16, device=device)
+    return [("reference", "empty Triton kernel[grid](...)",
+             lambda: empty_kernel[(1,)](t, 16, BLOCK=16)),
+            ("reference", "empty Triton launch() (cached)",
+             lambda: launch(empty_kernel, (1,), (t, 16, 16), num_warps=4))]
+
+
+# Per op: the layers of one call, outermost first (row names within the op's group). Each
+# layer's own share is its time minus the next one's; the last layer is the backend itself.
+CHAINS = {
+    "gemm W4A16": ["nk.gemm", "ops.gemm_w4a16", "_dispatch.gemm_w4a16",
+                   "backend function (gemm_w4a16)"],
+    "gemm W4A4": ["nk.gemm", "ops.gemm", "_dispatch.gemm", "backend function (gemm)"],
+    "quantize": ["nk.quantize(x, gs)", "ops.quantize", "_dispatch.quantize",
+                 "backend function (quantize)"],
+    "kv cache": ["nk.kv_cache.write", "ops.kv_cache_write", "_dispatch.kv_cache_write",
+                 "backend function (kv_cache_write)"],
+}
+LAYER_JOBS = ("public function", "op entry (eager bypass)", "checks + backend choice",
+              "backend (allocate + launch)")
+# NVFP4Linear forwards: the parts each one calls, by (group, row); the rest is module glue.
+MODULE_PARTS = {
+    "W4A16 forward": [("gemm W4A16", "ops.gemm_w4a16")],
+    "W4A4 static forward": [("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
+    "W4A4 dynamic forward": [("quantize", "nk.global_scale(x)"),
+                             ("reference", "one torch op (w_alpha / gs)"),
+                             ("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
+}
+
+
+def print_breakdown(rows) -> None:
+    """Where each op's per-call time goes, one line per op."""
+    t = {(r["group"], r["call"]): r.get("us_per_call") for r in rows}
+    print("\nper-call breakdown (us; each layer's own share):")
+    for group, chain in CHAINS.items():
+        times = [t.get((group, name)) for name in chain]
+        if any(v is None for v in times):
+            present = [(n, v) for n, v in zip(chain, times) if v is not None]
+            print(f"  {group}: " + ", ".join(f"{n} {v}" for n, v in present))
+            continue
+        shares = [times[i] - times[i + 1] for i in range(len(times) - 1)] + [times[-1]]
+        parts = " + ".join(f"{job} {share:.1f}" for job, share in zip(LAYER_JOBS, shares))
+        print(f"  {group}: {chain[0]} {times[0]:.1f} = {parts}")
+    for name, parts in MODULE_PARTS.items():
+        total = t.get(("NVFP4Linear", name))
+        values = [t.get(p) for p in parts]
+        if total is None or any(v is None for v in values):
+            continue
+        listed = " + ".join(f"{call} {v:.1f}" for (_, call), v in zip(parts, values))
+        print(f"  NVFP4Linear {name} {total:.1f} = {listed} + module glue "
+              f"{total - sum(values):.1f}")
+    floor = t.get(("reference", "empty Triton launch() (cached)"))
+    if floor is not None:
+        print(f"  floor: an empty Triton launch() {floor:.1f}, kernel[grid] "
+              f"{t.get(('reference', 'empty Triton kernel[grid](...)'))}")
 
 
 def main(argv=None):

@@ -9,25 +9,23 @@ excluded); without it, do_bench over rotated inputs. --sweep also times every Tr
 (``backends.triton.quantize.CANDIDATES``) so the default can be set from measurements.
 Bytes moved: x read, packed data and scales written (quantize); the reverse (dequantize). The
 computed-scale quantize reads x twice (amax, then quantize), but is charged the same bytes: its
-fraction of copy bandwidth is what the caller sees.
+fraction of copy bandwidth is what the caller sees. Its ``ceiling`` column is that charge over
+the bytes a two-pass quantize must move when nothing is reused from L2 (x twice, outputs once):
+the fraction it would reach if both passes ran at copy bandwidth (docs/performance.md). The
+``amax`` rows time the first pass alone (``nk.global_scale``), charged one read of x.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-
-import torch  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 
 def run(args):
     device = harness.setup_device(args)
     import nvfp4_kernels as nk
-    from nvfp4_kernels import reference as ref
+    from nvfp4_kernels import layout
     from nvfp4_kernels.backends import registry
 
     rows_, cols = (64, 256) if args.smoke else args.shape
@@ -42,13 +40,17 @@ def run(args):
     def timed(fn, inputs_):
         return harness.measure(fn, inputs_, args, graph)
 
-    srows, scols = ref.swizzled_shape(rows_, cols // 16)
+    srows, scols = layout.swizzled_shape(rows_, cols // layout.BLOCK)
     nbytes = {"swizzled": rows_ * cols * 2 + rows_ * cols // 2 + srows * scols,
               "linear": rows_ * cols * 2 + rows_ * cols // 2 + rows_ * cols // 16}
     copy_bw = harness.copy_bandwidth(nbytes["swizzled"], device, args)
     auto = {op: registry.choose(op, device, (dtype,))[0] for op in ("quantize", "dequantize")}
     print(f"automatic choice here: {auto}")
-    rows = []
+    x_size = torch.empty((), dtype=dtype).element_size()
+    # The amax pass alone (the first half of a computed-scale quantize; backend-independent).
+    rows = harness.bandwidth_rows({"amax": timed(lambda x, gs: nk.global_scale(x), inputs)},
+                                  rows_ * cols * x_size, copy_bw, rows=rows_, cols=cols,
+                                  dtype=str(dtype), timing="cuda_graph" if graph else "do_bench")
     for backend in args.backends:
         reason = registry.why_not(backend, "quantize", device, (dtype,))
         if reason is not None:
@@ -64,8 +66,9 @@ def run(args):
                              inputs)
             rows += harness.bandwidth_rows({"quantize": given}, nbytes[layout], copy_bw,
                                            scale="given", **fields)
+            ceiling = nbytes[layout] / (nbytes[layout] + rows_ * cols * x_size)
             rows += harness.bandwidth_rows({"quantize": computed}, nbytes[layout], copy_bw,
-                                           scale="computed", **fields)
+                                           scale="computed", ceiling=ceiling, **fields)
             if registry.why_not(backend, "dequantize", device, (dtype,)) is None:
                 packed = [nk.quantize(x, gs, scale_layout=layout) for x, gs in inputs]
                 dq = timed(lambda q: nk.dequantize(q, dtype, backend=backend),
@@ -80,6 +83,14 @@ def run(args):
             rows += harness.bandwidth_rows({"quantize": ms}, nbytes["swizzled"], copy_bw,
                                            backend="triton", scale="given", rows=rows_,
                                            cols=cols, layout="swizzled", config=str(cand),
+                                           timing="cuda_graph" if graph else "do_bench")
+        from nvfp4_kernels.backends.triton import amax as tamax
+        for block, per_sm in tamax.CANDIDATES:
+            ms = timed(lambda x, gs, b=block, p=per_sm: tamax.global_scale(
+                x, block=b, programs_per_sm=p), inputs)
+            rows += harness.bandwidth_rows({"amax": ms}, rows_ * cols * x_size, copy_bw,
+                                           backend="triton", rows=rows_, cols=cols,
+                                           config=str((block, per_sm)),
                                            timing="cuda_graph" if graph else "do_bench")
     harness.write_results("bench_quantize", rows, args.out)
     return rows

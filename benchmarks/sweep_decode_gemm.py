@@ -9,15 +9,10 @@ Every variant's output is also compared with variant 0 on the first rotated inpu
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-
-import torch  # noqa: E402
-
-from bench_gemm import LAYERS, _nvfp4_weight  # noqa: E402
+from bench_gemm import LAYERS, _nvfp4_weight  # this folder: sys.path[0] when run as a script
+from nvfp4_kernels import benchmarking as harness
 
 
 def run(args):

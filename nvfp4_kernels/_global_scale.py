@@ -14,6 +14,15 @@ import torch
 from nvfp4_kernels import reference as ref
 
 
+def in_graph(t: torch.Tensor) -> bool:
+    """True while torch.compile traces or t's current stream captures a CUDA graph. Values
+    derived from scales (inverses, alphas, filled constants) are cached between eager calls;
+    in a graph they must be computed by the graph itself, so that it reads the live scales (and
+    a fill recorded in a graph has not run yet, so its result cannot be cached)."""
+    return torch.compiler.is_compiling() or (t.is_cuda and
+                                             torch.cuda.is_current_stream_capturing())
+
+
 def global_scale(x: torch.Tensor) -> torch.Tensor:
     """Encode-direction global scale of x as a 0-dim float32 tensor on x's device.
 
@@ -23,25 +32,55 @@ def global_scale(x: torch.Tensor) -> torch.Tensor:
     # the hand-written kernels are for eager calls and captured graphs.
     if x.is_cuda and x.numel() and not torch.compiler.is_compiling():
         try:
-            from nvfp4_kernels.backends.triton import quantize as triton_quantize
+            from nvfp4_kernels.backends.triton import amax as triton_amax
         except ImportError:
             pass
         else:
-            return triton_quantize.global_scale(x)
+            return triton_amax.global_scale(x)
     return ref.global_scale(x)
 
 
 def as_global_scale(value, device) -> torch.Tensor:
     """A tensor global scale as a 0-dim view; a Python number as a 0-dim float32 tensor made by
-    a fill on the device (no host-to-device copy)."""
+    a fill on the device (no host-to-device copy; see ``constant``)."""
     if isinstance(value, torch.Tensor):
         if value.dim() == 0 or value.numel() != 1:
             return value  # (a wrong size is reported by the op's check, naming the argument)
         return value.reshape(())
-    return torch.full((), float(value), dtype=torch.float32, device=device)
+    return constant(float(value), device)
 
 
 def inverse(gs: torch.Tensor) -> torch.Tensor:
     """1/gs in float32 with an IEEE division (the decode-direction scale, = ModelOpt's
     weight_scale_2 / input_scale)."""
     return torch.ones_like(gs, dtype=torch.float32).div_(gs)
+
+
+# Python-number scales (``nk.quantize(x, 100.0)``, the KV cache's ``k_scale=0.5``) as device
+# tensors. A fill per call is a kernel launch (~10 us of host time on the H100 host), and serving
+# code passes the same few numbers on every call, so eager calls reuse one filled tensor per
+# (value, device, shape). The cache is bounded, and an entry written in place since it was made
+# (its version counter moved) is replaced. While a CUDA graph is captured or torch.compile
+# traces, the fill is made afresh and not cached: a fill recorded in a graph has not run yet.
+_CONSTANTS: dict = {}
+_MAX_CONSTANTS = 64
+
+
+def constant(value: float, device: torch.device, shape=()) -> torch.Tensor:
+    """A float32 tensor of `shape` holding `value` on `device` (a torch.device), made by a fill
+    on the device (no host-to-device copy); eagerly, a cached one."""
+    if torch.compiler.is_compiling() or (device.type == "cuda" and
+                                         torch.cuda.is_current_stream_capturing()):
+        return torch.full(shape, value, dtype=torch.float32, device=device)
+    key = (value, device, shape)
+    hit = _CONSTANTS.get(key)
+    if hit is not None and hit[0]._version == hit[1]:
+        return hit[0]
+    # A normal tensor even under torch.inference_mode (where serving code runs): an inference
+    # tensor has no version counter, so it could not be cached.
+    with torch.inference_mode(False):
+        t = torch.full(shape, value, dtype=torch.float32, device=device)
+    if len(_CONSTANTS) >= _MAX_CONSTANTS:
+        _CONSTANTS.clear()
+    _CONSTANTS[key] = (t, t._version)
+    return t

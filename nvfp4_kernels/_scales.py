@@ -109,8 +109,8 @@ def per_call_scale(name: str, value, device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         debug_check_scale(name, value)  # opt-in: reads the value (a sync)
         return value
-    value = check_scale_value(name, value)
-    return torch.full((1,), value, dtype=torch.float32, device=device)
+    from nvfp4_kernels import _global_scale  # it imports the reference, which imports us
+    return _global_scale.constant(check_scale_value(name, value), torch.device(device), (1,))
 
 
 def _tracing() -> bool:
@@ -133,10 +133,11 @@ def debug_check_scale(name: str, t) -> None:
 def check_entering_scale(name: str, t: torch.Tensor) -> None:
     """Value check for a scale tensor that enters a container (``NVFP4(...)``): always for CPU
     tensors (no device sync), for device tensors only with debug checks on; never while tracing."""
+    if not (t.is_cpu or debug.checks_enabled()):  # the usual GPU case: nothing to do
+        return
     if _tracing() or t.device.type == "meta" or _is_fake(t):
         return
-    if t.device.type == "cpu" or debug.checks_enabled():
-        check_scale_tensor(name, t, dtype=None)
+    check_scale_tensor(name, t, dtype=None)
 
 
 def _is_fake(t: torch.Tensor) -> bool:

@@ -17,9 +17,9 @@ from nvfp4_kernels import _checks as check
 from nvfp4_kernels import _global_scale, _scales
 from nvfp4_kernels import debug  # noqa: F401  (nk.debug: the opt-in value checks)
 from nvfp4_kernels import ops as _ops
-from nvfp4_kernels import reference as ref
 from nvfp4_kernels.formats import NVFP4
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels import layout
+from nvfp4_kernels.layout import BLOCK
 
 
 def global_scale(x: torch.Tensor) -> torch.Tensor:
@@ -39,24 +39,26 @@ def quantize(x: torch.Tensor, global_scale=None, *, scale_layout: str = "swizzle
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         check.tensor("x", x)
         raise ValueError(f"x: expected at least 1 dim, got {check.describe(x)}")
-    cols = x.shape[-1]
     if global_scale is None:
         check.tensor("x", x, dtypes=check.FLOAT_DTYPES, contiguous=False)
         gs = _global_scale.global_scale(x)
-    else:
-        if not isinstance(global_scale, torch.Tensor):  # a number: checked here, for free
-            global_scale = _scales.check_scale_value("global_scale", global_scale)
-        else:
-            _scales.debug_check_scale("global_scale", global_scale)  # opt-in (syncs)
-        gs = _global_scale.as_global_scale(global_scale, x.device)
-    lead = x.shape[:-1]
-    x2 = x if x.dim() == 2 else x.reshape(math.prod(lead), cols)
-    data, scale = _ops.quantize(x2, gs, scale_layout, backend)
-    if x.dim() != 2:
-        data = data.reshape(*lead, cols // 2)
-        if scale_layout == "linear":
-            scale = scale.reshape(*lead, cols // BLOCK)
-    return NVFP4(data, scale, gs, scale_layout, x.shape)
+    elif isinstance(global_scale, torch.Tensor):
+        # Values: always on CPU (no sync), on a GPU only with debug checks (they sync).
+        _scales.check_entering_scale("global_scale", global_scale)
+        gs = global_scale if global_scale.dim() == 0 else \
+            _global_scale.as_global_scale(global_scale, x.device)
+    else:  # a number: checked here, for free
+        gs = _global_scale.constant(_scales.check_scale_value("global_scale", global_scale),
+                                    x.device)
+    if x.dim() == 2:
+        data, scale = _ops.quantize(x, gs, scale_layout, backend)
+        return NVFP4._from_op(data, scale, gs, scale_layout, x.shape)
+    lead, cols = x.shape[:-1], x.shape[-1]
+    data, scale = _ops.quantize(x.reshape(math.prod(lead), cols), gs, scale_layout, backend)
+    data = data.reshape(*lead, cols // 2)
+    if scale_layout == "linear":
+        scale = scale.reshape(*lead, cols // BLOCK)
+    return NVFP4._from_op(data, scale, gs, scale_layout, x.shape)
 
 
 def dequantize(q: NVFP4, dtype: torch.dtype = torch.bfloat16, *,
@@ -72,13 +74,13 @@ def dequantize(q: NVFP4, dtype: torch.dtype = torch.bfloat16, *,
 def swizzle_scales(scale: torch.Tensor) -> torch.Tensor:
     """Linear [R, K/16] e4m3 scales -> swizzled [ceil128(R), ceil4(K/16)] (128x4 layout)."""
     check.tensor("scale", scale, ndim=2, contiguous=False)
-    return ref.swizzle_scales(scale)
+    return layout.swizzle_scales(scale)
 
 
 def unswizzle_scales(scale: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Swizzled scales -> linear [rows, cols]; `cols` counts scale columns (K/16), not K."""
     check.tensor("scale", scale, contiguous=False)
-    return ref.unswizzle_scales(scale, rows, cols)
+    return layout.unswizzle_scales(scale, rows, cols)
 
 
 def _weight(b) -> NVFP4:
@@ -97,21 +99,22 @@ def gemm(a, b: NVFP4, *, out_dtype: torch.dtype | None = None, bias: torch.Tenso
     a: NVFP4 (..., K) -> W4A4 (alpha = 1/(gs_a*gs_b)); or a dense bf16/fp16 tensor (..., K) ->
     weight-only W4A16. b: NVFP4 weight [N, K]. out_dtype: bf16 or fp16; default bf16 for W4A4
     and a's dtype for W4A16.
-    weight_alpha: b's decode-direction scale 1/gs_b (float32, 1 or N values), if the caller keeps
-    it (``NVFP4Linear.weight_alpha``, ModelOpt's ``weight_scale_2``): saves recomputing it from
-    b.global_scale on every call (W4A16 then launches nothing but the GEMM).
+    weight_alpha: b's decode-direction scale 1/gs_b (float32, 1 or N values), e.g.
+    ``NVFP4Linear.weight_alpha`` or ModelOpt's ``weight_scale_2``. Default:
+    ``b.decode_scale()``, computed on the first call and kept on b, so W4A16 launches nothing
+    but the GEMM and W4A4 one division (alpha = weight_alpha / gs_a).
     """
     b = _weight(b)
-    n = b.shape[0]
     if weight_alpha is None:
-        weight_alpha = _global_scale.inverse(b.global_scale).reshape(1)
+        weight_alpha = b.decode_scale()  # cached on b between calls (eager)
     if isinstance(a, NVFP4):
+        a2 = a if len(a.shape) == 2 else a.as_2d()
+        if a2.scale_layout != "swizzled":
+            a2 = a2.with_scale_layout("swizzled")
+        b2 = b if b.scale_layout == "swizzled" else b.with_scale_layout("swizzled")
+        out = _ops.gemm(a2.data, b2.data, a2.scale, b2.scale, weight_alpha / a.global_scale,
+                        out_dtype or torch.bfloat16, bias, backend)
         lead = a.shape[:-1]
-        a2 = (a if len(a.shape) == 2 else a.as_2d()).with_scale_layout("swizzled")
-        b2 = b.with_scale_layout("swizzled")
-        alpha = weight_alpha / a.global_scale
-        out = _ops.gemm(a2.data, b2.data, a2.scale, b2.scale, alpha, out_dtype or torch.bfloat16,
-                        bias, backend)
     else:
         if not isinstance(a, torch.Tensor) or a.dim() == 0:
             check.tensor("a", a)
@@ -120,4 +123,4 @@ def gemm(a, b: NVFP4, *, out_dtype: torch.dtype | None = None, bias: torch.Tenso
         a2 = a if a.dim() == 2 else a.reshape(math.prod(lead), a.shape[-1])
         out = _ops.gemm_w4a16(a2, b.data, b.scale, weight_alpha, b.scale_layout, out_dtype, bias,
                               backend)
-    return out if len(lead) == 1 else out.reshape(*lead, n)
+    return out if len(lead) == 1 else out.reshape(*lead, b.shape[0])

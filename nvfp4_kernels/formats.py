@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import torch
 
-from nvfp4_kernels import _scales
-from nvfp4_kernels.reference import (BLOCK, swizzle_scales, swizzled_shape,
+from nvfp4_kernels import _global_scale, _scales
+from nvfp4_kernels.layout import (BLOCK, swizzle_scales, swizzled_shape,
                                       unswizzle_scales)
 
 
@@ -93,13 +93,42 @@ class NVFP4(_Fields):
     ``nk.debug.set_checks(True)`` (docs/api.md, "Scale validation").
     """
 
-    __slots__ = ()
+    # No __slots__ = (): each instance has a __dict__ for derived per-tensor state (the cached
+    # decode scale of a weight, see ``decode_scale``); the tuple fields are unchanged.
 
     def __new__(cls, data, scale, global_scale, scale_layout, shape):
         shape = torch.Size(shape)
         _validate(data, scale, global_scale, scale_layout, shape)
         _scales.check_entering_scale("NVFP4.global_scale", global_scale)
         return super().__new__(cls, data, scale, global_scale, scale_layout, shape)
+
+    @classmethod
+    def _from_op(cls, data, scale, global_scale, scale_layout, shape) -> "NVFP4":
+        """The fields as an op produced them: consistent by construction, so not validated
+        again (construction checks cost more than the quantize launch at decode sizes)."""
+        return _Fields.__new__(cls, data, scale, global_scale, scale_layout, shape)
+
+    def decode_scale(self) -> torch.Tensor:
+        """1/global_scale as a float32 [1] tensor: the decode-direction scale a GEMM multiplies
+        by (ModelOpt's ``weight_scale_2``), with an IEEE division.
+
+        A weight is multiplied many times with the same global scale, so in eager mode the
+        result is kept on this object and recomputed only when ``global_scale`` changes (its
+        version counter moves on any in-place write). While a CUDA graph is being captured or
+        torch.compile traces, it is computed afresh so the graph reads the live global scale.
+        """
+        gs = self.global_scale
+        if _global_scale.in_graph(gs):
+            return _global_scale.inverse(gs).reshape(1)
+        try:
+            version = gs._version
+        except RuntimeError:  # inference tensors have no version counter: never cache
+            return _global_scale.inverse(gs).reshape(1)
+        cached = self.__dict__.get("_decode_scale")
+        if cached is None or cached[0] is not gs or cached[1] != version:
+            cached = (gs, version, _global_scale.inverse(gs).reshape(1))
+            self.__dict__["_decode_scale"] = cached
+        return cached[2]
 
     def _replace(self, **changes) -> "NVFP4":
         fields = self._asdict()

@@ -38,10 +38,11 @@ import math
 import torch
 from torch import nn
 
-from nvfp4_kernels import _scales, api
+from nvfp4_kernels import _global_scale, _scales, api
 from nvfp4_kernels import ops as _ops  # the op entry points (eager fast path, torch.ops under compile)
 from nvfp4_kernels import reference as ref
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels import layout
+from nvfp4_kernels.layout import BLOCK
 
 ACTIVATIONS = ("nvfp4", "bf16")
 _COMPUTE_DTYPES = (torch.bfloat16, torch.float16)
@@ -86,7 +87,7 @@ class NVFP4Linear(nn.Module):
         # float32 inputs are cast to this for the GEMM (the kernels take bf16/fp16 operands).
         self.compute_dtype = compute_dtype
         self.backend = backend
-        rows, cols = ref.swizzled_shape(out_features, in_features // BLOCK)
+        rows, cols = layout.swizzled_shape(out_features, in_features // BLOCK)
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2,
                                                    dtype=torch.uint8, device=device))
         self.register_buffer("weight_scale", torch.zeros(rows, cols, dtype=torch.float8_e4m3fn,
@@ -124,11 +125,11 @@ class NVFP4Linear(nn.Module):
             if tuple(scale.shape) != (n, k // BLOCK):
                 raise ValueError(f"weight_scale: expected linear shape ({n}, {k // BLOCK}) for a "
                                  f"[{n}, {k}] weight, got {tuple(scale.shape)}")
-            scale = ref.swizzle_scales(scale.contiguous())
+            scale = layout.swizzle_scales(scale.contiguous())
         elif scale_layout == "swizzled":
-            if tuple(scale.shape) != ref.swizzled_shape(n, k // BLOCK):
+            if tuple(scale.shape) != layout.swizzled_shape(n, k // BLOCK):
                 raise ValueError(f"weight_scale: expected swizzled shape "
-                                 f"{ref.swizzled_shape(n, k // BLOCK)}, got {tuple(scale.shape)}")
+                                 f"{layout.swizzled_shape(n, k // BLOCK)}, got {tuple(scale.shape)}")
         else:
             raise ValueError(f"scale_layout: must be 'linear' or 'swizzled', got {scale_layout!r}")
         if (weight_global_scale is None) == (weight_alpha is None):
@@ -192,7 +193,7 @@ class NVFP4Linear(nn.Module):
             if (s.bias is None) != (first.bias is None):
                 raise ValueError("shards: either all or none must have a bias")
         k = first.in_features
-        scales = [ref.unswizzle_scales(s.weight_scale, s.out_features, k // BLOCK) for s in shards]
+        scales = [layout.unswizzle_scales(s.weight_scale, s.out_features, k // BLOCK) for s in shards]
         alpha = torch.cat([s.weight_alpha.expand(s.out_features) for s in shards])
         if bool(torch.all(alpha == alpha[0])):
             alpha = alpha[:1].clone()  # one shared scale: keep the scalar fast path
@@ -265,24 +266,59 @@ class NVFP4Linear(nn.Module):
         return (w * self.weight_alpha.reshape(-1, 1)).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The decode hot path: every step below is one or two C calls; argument checks happen
+        # once, in the op (this layer's own buffers were checked when they entered it).
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected last dim {self.in_features}, got shape "
                              f"{tuple(x.shape)}")
-        lead = x.shape[:-1]
-        x2 = x.reshape(math.prod(lead), self.in_features)  # not -1: K = 0 must work
-        out_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else self.compute_dtype
-        if self.activations == "bf16":
-            a = x2 if x2.dtype in _COMPUTE_DTYPES else x2.to(self.compute_dtype)
-            y = _ops.gemm_w4a16(a.contiguous(), self.weight, self.weight_scale,
-                                           self.weight_alpha, "swizzled", out_dtype, self.bias,
-                                           self.backend)
+        flat = x.dim() == 2
+        x2 = x if flat else x.reshape(math.prod(x.shape[:-1]), self.in_features)  # K = 0 works
+        x_dtype = x.dtype
+        if x_dtype in _COMPUTE_DTYPES:
+            out_dtype = x_dtype
         else:
-            qa = api.quantize(x2.contiguous(), self.input_global_scale, scale_layout="swizzled",
-                              backend=self.backend)
-            alpha = self.weight_alpha / qa.global_scale
-            y = _ops.gemm(qa.data, self.weight, qa.scale, self.weight_scale, alpha,
-                                     out_dtype, self.bias, self.backend)
-        return y.reshape(*lead, self.out_features).to(x.dtype)
+            out_dtype = self.compute_dtype
+            if self.activations == "bf16":
+                x2 = x2.to(out_dtype)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        if self.activations == "bf16":
+            y = _ops.gemm_w4a16(x2, self.weight, self.weight_scale, self.weight_alpha,
+                                "swizzled", out_dtype, self.bias, self.backend)
+        else:
+            in_gs = self.input_global_scale
+            if in_gs is None:  # dynamic: this call's own scale, computed on the device
+                gs = _global_scale.global_scale(x2)
+                alpha = self.weight_alpha / gs
+            else:
+                gs, alpha = in_gs, self._static_alpha(in_gs)
+            data, scale = _ops.quantize(x2, gs, "swizzled", self.backend)
+            y = _ops.gemm(data, self.weight, scale, self.weight_scale, alpha, out_dtype,
+                          self.bias, self.backend)
+        if not flat:
+            y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if out_dtype == x_dtype else y.to(x_dtype)
+
+    def _static_alpha(self, in_gs: torch.Tensor) -> torch.Tensor:
+        """weight_alpha / input_global_scale, the W4A4 GEMM's alpha with a static input scale.
+
+        Both are buffers that change only when reloaded, so eagerly the quotient is kept and
+        recomputed when either buffer is replaced or written in place (version counters). While
+        torch.compile traces or a CUDA graph is captured it is computed afresh, so the graph
+        reads the live buffers (weights reloaded in place after capture stay correct)."""
+        wa = self.weight_alpha
+        if _global_scale.in_graph(wa):
+            return wa / in_gs
+        try:
+            versions = (wa._version, in_gs._version)
+        except RuntimeError:  # inference tensors have no version counter: never cache
+            return wa / in_gs
+        cached = self.__dict__.get("_alpha_cache")
+        if cached is None or cached[0] is not wa or cached[1] is not in_gs or \
+                cached[2] != versions:
+            cached = (wa, in_gs, versions, wa / in_gs)
+            self.__dict__["_alpha_cache"] = cached
+        return cached[3]
 
     def extra_repr(self) -> str:
         act = "W4A16 (weight-only)" if self.activations == "bf16" else (

@@ -19,7 +19,7 @@ import torch
 
 from nvfp4_kernels import _checks as check
 from nvfp4_kernels import _dispatch
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 _lib = torch.library.Library("nvfp4", "DEF")  # noqa: TOR901 (kept alive for the process)
 

@@ -1,4 +1,4 @@
-"""The NVFP4 numerics, executable: docs/format.md written as plain PyTorch.
+"""The NVFP4 numerics, executable: docs/format.md written as plain PyTorch (the specification).
 
 Every other backend is tested bit for bit (quantize, dequantize, KV cache) or against the accuracy
 bar (GEMM) with these functions, so they favour obviousness over speed. They run on any device,
@@ -14,7 +14,12 @@ import math
 
 import torch
 
-BLOCK = 16  # elements sharing one e4m3 scale
+# The layout half of the format (block size, nibble packing, scale layouts) is in layout.py;
+# imported here because the numerics below use it (and ``reference.BLOCK`` etc. keep working).
+from nvfp4_kernels.layout import (BLOCK, SWIZZLE_COLS, SWIZZLE_ROWS, ceil_to, pack_e2m1,  # noqa: F401
+                                  swizzle_scales, swizzled_shape, unpack_e2m1,
+                                  unswizzle_scales)
+
 E2M1_MAX = 6.0
 E4M3_MAX = 448.0
 # Magnitudes of the eight E2M1 codes 0..7; bit 3 is the sign.
@@ -24,12 +29,6 @@ E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 # 1.75->2 (code 4), 2.5->2 (code 4), 3.5->4 (code 6), 5->4 (code 6).
 _E2M1_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True),
                 (2.5, False), (3.5, True), (5.0, False))
-SWIZZLE_ROWS = 128  # row tile of the swizzled scale layout
-SWIZZLE_COLS = 4    # scale-column tile of the swizzled scale layout
-
-
-def ceil_to(n: int, m: int) -> int:
-    return (n + m - 1) // m * m
 
 
 def e2m1_lut(device=None, dtype=torch.float32) -> torch.Tensor:
@@ -82,48 +81,6 @@ def e2m1_rne(v: torch.Tensor) -> torch.Tensor:
     for bound, tie_rounds_up in _E2M1_BOUNDS:
         code += (a >= bound if tie_rounds_up else a > bound).to(torch.uint8)
     return code | ((v < 0).to(torch.uint8) << 3)
-
-
-def pack_e2m1(codes: torch.Tensor) -> torch.Tensor:
-    """uint8 codes [..., C] -> bytes [..., C/2]: element 2i in the low nibble, 2i+1 in the high."""
-    return codes[..., 0::2] | (codes[..., 1::2] << 4)
-
-
-def unpack_e2m1(data: torch.Tensor) -> torch.Tensor:
-    """bytes [..., C/2] -> uint8 codes [..., C]."""
-    codes = torch.stack([data & 0xF, data >> 4], dim=-1)
-    return codes.reshape(*data.shape[:-1], data.shape[-1] * 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Scale layouts
-# ---------------------------------------------------------------------------------------------
-
-def swizzled_shape(rows: int, scale_cols: int) -> tuple[int, int]:
-    return ceil_to(rows, SWIZZLE_ROWS), ceil_to(scale_cols, SWIZZLE_COLS)
-
-
-def swizzle_scales(scale: torch.Tensor) -> torch.Tensor:
-    """Linear [R, C/16] scales -> the 128x4 swizzled layout CUTLASS reads, as a zero-padded
-    [ceil128(R), ceil4(C/16)] tensor whose bytes in memory order are the swizzled order:
-    offset(r, c) = ((r//128)*(Cp/4) + c//4)*512 + (r%32)*16 + ((r//32)%4)*4 + c%4."""
-    rows, cols = scale.shape
-    rp, cp = swizzled_shape(rows, cols)
-    padded = torch.zeros((rp, cp), dtype=scale.dtype, device=scale.device)
-    padded[:rows, :cols] = scale
-    # r = rb*128 + r4*32 + r32, c = cb*4 + c4  ->  memory order (rb, cb, r32, r4, c4)
-    tiles = padded.view(rp // 128, 4, 32, cp // 4, 4).permute(0, 3, 2, 1, 4)
-    return tiles.contiguous().view(rp, cp)
-
-
-def unswizzle_scales(scale: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Inverse of swizzle_scales: swizzled bytes -> linear [rows, cols] (cols = C/16)."""
-    rp, cp = swizzled_shape(rows, cols)
-    if scale.numel() != rp * cp:
-        raise ValueError(f"scale: swizzled scales for {rows}x{cols} need {rp * cp} elements "
-                         f"({rp}x{cp}), got shape {tuple(scale.shape)}")
-    tiles = scale.reshape(rp // 128, cp // 4, 32, 4, 4).permute(0, 3, 2, 1, 4)
-    return tiles.reshape(rp, cp)[:rows, :cols].contiguous()
 
 
 # ---------------------------------------------------------------------------------------------

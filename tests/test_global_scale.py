@@ -57,3 +57,53 @@ def test_gemm_weight_alpha_matches_the_computed_one():
     assert torch.equal(nk.gemm(x, w, weight_alpha=alpha), nk.gemm(x, w))
     qx = nk.quantize(x)
     assert torch.equal(nk.gemm(qx, w, weight_alpha=alpha), nk.gemm(qx, w))
+
+
+def test_python_number_scales_reuse_one_filled_tensor_until_written(device):
+    a = _scales.constant(0.75, device, (1,))
+    assert a.shape == (1,) and a.dtype == torch.float32 and a.item() == 0.75
+    assert _scales.constant(0.75, device, (1,)) is a  # eager: filled once per value
+    assert _scales.constant(0.75, device).shape == ()  # the shape is part of the key
+    a.mul_(2)  # written in place (e.g. through a returned NVFP4.global_scale): not reused
+    b = _scales.constant(0.75, device, (1,))
+    assert b is not a and b.item() == 0.75
+
+
+def test_quantize_with_a_number_returns_the_same_values_as_with_a_tensor(device):
+    x = torch.randn(3, 32, device=device)
+    q1, q2 = nk.quantize(x, 2.5), nk.quantize(x, 2.5)
+    assert q1.global_scale.item() == q2.global_scale.item() == 2.5
+    q1.global_scale.fill_(7.0)  # the caller owns what it got back; later calls are unaffected
+    assert nk.quantize(x, 2.5).global_scale.item() == 2.5
+
+
+def test_decode_scale_is_kept_and_follows_in_place_changes(device):
+    w = nk.quantize(torch.randn(32, 64, device=device))
+    inv = w.decode_scale()
+    assert inv.shape == (1,) and torch.equal(inv, torch.ones(1, device=device) /
+                                             w.global_scale.reshape(1))
+    assert w.decode_scale() is inv  # eager: computed once per weight
+    w.global_scale.mul_(2.0)
+    again = w.decode_scale()
+    assert again is not inv and torch.equal(again, torch.ones(1, device=device) /
+                                            w.global_scale.reshape(1))
+
+
+def test_decode_scale_inside_torch_compile_reads_the_live_global_scale():
+    w = nk.quantize(torch.randn(16, 32))
+
+    def f(gs_factor):
+        return nk.NVFP4(w.data, w.scale, w.global_scale * gs_factor, w.scale_layout,
+                        w.shape).decode_scale()
+    compiled = torch.compile(f, fullgraph=True, backend="eager")
+    for factor in (1.0, 4.0):
+        t = torch.tensor(factor)
+        assert torch.equal(compiled(t), torch.ones(1) / (w.global_scale * t).reshape(1))
+
+
+def test_number_scales_are_cached_under_inference_mode_too(device):
+    with torch.inference_mode():
+        a = _scales.constant(0.125, device, (1,))
+        assert _scales.constant(0.125, device, (1,)) is a
+        x = torch.randn(2, 32, device=device)
+        assert nk.quantize(x, 0.125).global_scale.item() == 0.125

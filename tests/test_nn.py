@@ -117,3 +117,36 @@ def test_quantize_model_replaces_selected_linears():
     assert names == ["up_proj"]
     assert isinstance(model.up_proj, NVFP4Linear) and type(model.odd) is torch.nn.Linear
     assert nk.quantize_model(model, exclude="up") == []
+
+
+def test_static_w4a4_alpha_follows_reloaded_scales():
+    """The cached weight_alpha / input_global_scale is recomputed when either buffer changes
+    (in place or by load_state_dict), so the output always uses the live scales."""
+    lin = _linear()
+    x = torch.randn(4, 64, dtype=torch.bfloat16)
+    m = NVFP4Linear.from_linear(lin, activations="nvfp4", input_global_scale=nk.global_scale(x))
+    first = m(x)
+    assert torch.equal(m(x), first)  # cached alpha: same result
+    other = NVFP4Linear.from_linear(lin, activations="nvfp4",
+                                    input_global_scale=nk.global_scale(x) * 0.5)
+    want = other(x)
+    m.input_global_scale.copy_(other.input_global_scale)  # in place, as weight reloaders do
+    assert torch.equal(m(x), want)
+    m.load_state_dict(NVFP4Linear.from_linear(lin, activations="nvfp4",
+                                              input_global_scale=nk.global_scale(x)).state_dict())
+    assert torch.equal(m(x), first)
+    m.weight_alpha.mul_(2.0)
+    assert torch.equal(m(x), NVFP4Linear.from_quantized(
+        m.weight, m.weight_scale, weight_alpha=m.weight_alpha.clone(), bias=m.bias,
+        input_global_scale=m.input_global_scale, scale_layout="swizzled")(x))
+
+
+@pytest.mark.parametrize("activations,static", [("bf16", False), ("nvfp4", True),
+                                                ("nvfp4", False)])
+def test_forward_compiles_fullgraph(activations, static):
+    lin = _linear()
+    x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
+    in_gs = nk.global_scale(x) if static else None
+    m = NVFP4Linear.from_linear(lin, activations=activations, input_global_scale=in_gs)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), m(x))

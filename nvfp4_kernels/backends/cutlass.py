@@ -1,7 +1,8 @@
 """The ``cutlass`` backend: CUTLASS block-scaled FP4 GEMM on SM100/SM120 tensor cores.
 
 W4A4 ``gemm`` runs csrc/gemm_sm120.cu (sm_120a) or csrc/gemm_sm100.cu (sm_100a); ``quantize``
-is the extension's CUDA kernel, which on those targets uses the hardware E2M1 conversion.
+is the ``cuda`` backend's function (the extension's CUDA kernel, which on those targets uses the
+hardware E2M1 conversion).
 These paths are compile-verified (their SASS is checked in CI) but have not run on Blackwell
 hardware: see docs/cutlass.md.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from nvfp4_kernels import _extension
-from nvfp4_kernels.backends import registry
+from nvfp4_kernels.backends import cuda, registry
 
 OPS = frozenset({"gemm", "quantize"})
 _GEMM_ARCH = {10: ("sm_100a", "HAS_GEMM_SM100", "gemm_sm100"),
@@ -55,8 +56,9 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
     return acc.to(out_dtype)
 
 
-def quantize(x, global_scale, scale_layout):
-    return _extension.extension().quantize(x, global_scale, scale_layout == "swizzled")
+# The quantize of this backend *is* the cuda backend's kernel (one implementation): built for
+# sm_100a/sm_120a it converts to E2M1 in hardware, which is why the cutlass backend lists it.
+quantize = cuda.quantize
 
 
 def get(op: str):

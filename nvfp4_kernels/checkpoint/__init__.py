@@ -8,11 +8,11 @@
 See docs/checkpoints.md for the formats and scale conventions.
 """
 
-from nvfp4_kernels.checkpoint.formats import (COMPRESSED_TENSORS, FORMATS, MODELOPT,
+from nvfp4_kernels.checkpoint.conventions import (COMPRESSED_TENSORS, FORMATS, MODELOPT,
                                               CheckpointFormatError)
 from nvfp4_kernels.checkpoint.io import CheckpointReader
 from nvfp4_kernels.checkpoint.loader import LoadResult, load_linear, load_model
-from nvfp4_kernels.checkpoint.quantize import (QuantizeReport, quantize_checkpoint,
+from nvfp4_kernels.checkpoint.rtn import (QuantizeReport, quantize_checkpoint,
                                                quantize_model)
 from nvfp4_kernels.checkpoint.select import DEFAULT_EXCLUDE
 

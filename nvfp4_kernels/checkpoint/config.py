@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nvfp4_kernels.checkpoint.formats import COMPRESSED_TENSORS, MODELOPT
+from nvfp4_kernels.checkpoint.conventions import COMPRESSED_TENSORS, MODELOPT
 
 GROUP = 16
 PRODUCER_NOTE = "nvfp4_kernels RTN"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nvfp4_kernels.checkpoint import config as qconfig
-from nvfp4_kernels.checkpoint import formats
+from nvfp4_kernels.checkpoint import conventions
 from nvfp4_kernels.checkpoint.io import CheckpointReader
 from nvfp4_kernels.nn import NVFP4Linear
 
@@ -29,12 +29,12 @@ def load_linear(tensors, prefix: str, format: str | None = None, *,
     kwargs go to NVFP4Linear (compute_dtype, backend).
     """
     if format is None:
-        format = formats.detect(tensors, prefix)
+        format = conventions.detect(tensors, prefix)
         if format is None:
-            raise formats.CheckpointFormatError(
+            raise conventions.CheckpointFormatError(
                 f"{prefix}: no NVFP4 tensors found (looked for {prefix}.weight_packed "
                 f"(compressed-tensors) and {prefix}.weight_scale_2 (ModelOpt))")
-    t = formats.read_linear(tensors, prefix, format)
+    t = conventions.read_linear(tensors, prefix, format)
     if activations is None:
         activations = "nvfp4" if t.input_global_scale is not None else "bf16"
     in_gs = t.input_global_scale if activations == "nvfp4" else None
@@ -77,7 +77,7 @@ class _HeaderView:
     def __getitem__(self, name: str) -> torch.Tensor:
         shape, dtype = self.reader.info(name)
         if not isinstance(dtype, torch.dtype):
-            raise formats.CheckpointFormatError(f"{name}: unsupported safetensors dtype {dtype}")
+            raise conventions.CheckpointFormatError(f"{name}: unsupported safetensors dtype {dtype}")
         if math.prod(shape) <= 1:
             return self.reader[name]
         return torch.empty(shape, dtype=dtype, device="meta")
@@ -110,13 +110,13 @@ def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
         for name, mod in list(model.named_modules()):
             if not isinstance(mod, nn.Linear):
                 continue
-            fmt = formats.detect(reader, name)
+            fmt = conventions.detect(reader, name)
             if fmt is None:
                 continue
-            t = formats.read_linear(view, name, fmt)
+            t = conventions.read_linear(view, name, fmt)
             n, k = t.weight.shape[0], t.weight.shape[1] * 2
             if (n, k) != (mod.out_features, mod.in_features):
-                raise formats.CheckpointFormatError(
+                raise conventions.CheckpointFormatError(
                     f"{name}: checkpoint holds a [{n}, {k}] weight but the model's layer is "
                     f"[{mod.out_features}, {mod.in_features}]")
             plan.append((name, fmt, mod))
@@ -133,7 +133,7 @@ def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
                 continue
             shape, _ = reader.info(key)
             if tuple(shape) != tuple(target.shape):
-                raise formats.CheckpointFormatError(
+                raise conventions.CheckpointFormatError(
                     f"{key}: checkpoint shape {tuple(shape)} != model shape "
                     f"{tuple(target.shape)}")
             seen_storage[target.data_ptr()] = key
@@ -145,7 +145,7 @@ def load_model(model: nn.Module, checkpoint_dir, *, strict: bool = True,
                           if state[k].data_ptr() not in seen_storage]
         result.unexpected = sorted(set(reader.keys()) - used)
         if strict and result.missing:
-            raise formats.CheckpointFormatError(
+            raise conventions.CheckpointFormatError(
                 f"{len(result.missing)} model tensor(s) not in {checkpoint_dir}: "
                 f"{result.missing[:8]} (the model was left unchanged)")
         # Pass 2: load, one tensor at a time.

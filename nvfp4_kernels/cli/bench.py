@@ -3,19 +3,20 @@
 Runs on the GPU when there is one (CUDA-event timing, median of repeats) and on the CPU
 reference otherwise (small default shapes, wall-clock median), so it is the README's "main job"
 on any machine. The full comparative benchmarks (cuBLAS, FP8, int4 baselines, plots) live in
-``benchmarks/``; this command answers "what does this install do here, and how fast".
+``benchmarks/``; this command answers "what does this install do here, and how fast". Both use
+one harness, ``nvfp4_kernels.benchmarking`` (this command its CUDA-event timer, which needs no
+Triton).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import statistics
 import sys
-import time
 
 import torch
+
+from nvfp4_kernels import benchmarking
 
 GPU_SHAPES = "1x43008x5376,16x43008x5376,128x5376x21504,1024x16384x5376"
 CPU_SHAPES = "1x256x512,16x256x512,64x512x512"
@@ -67,25 +68,6 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def time_ms(fn, device: torch.device, repeats: int) -> float:
-    """Median milliseconds of fn() after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def cases(m, n, k, dtype, device, backend):
     """(op, fn, bytes moved, flops) for each op at one shape, on fresh random data."""
     import nvfp4_kernels as nk
@@ -128,7 +110,7 @@ def run(args) -> int:
             backend = nk.backends.registry.choose(
                 "gemm" if op == "gemm_w4a4" else op, device,
                 (dtype,) if op != "gemm_w4a16" else (dtype, dtype), args.backend)[0]
-            ms = time_ms(fn, device, repeats)
+            ms = benchmarking.event_ms(fn, device, repeats)
             rows.append({"op": op, "backend": backend, "M": m, "N": n, "K": k,
                          "dtype": args.dtype, "ms": ms,
                          "GB/s": nbytes / ms / 1e6,
@@ -137,10 +119,7 @@ def run(args) -> int:
                          "nvfp4_kernels": nk.__version__})
     print_table(rows)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["op"])
-            writer.writeheader()
-            writer.writerows(rows)
+        benchmarking.write_csv(args.csv, rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -1,6 +1,6 @@
 """``nvfp4-kernels quantize-checkpoint IN_DIR OUT_DIR --format ...``: RTN NVFP4 checkpoint writer.
 
-Argument parsing and reporting only; the work is in ``nvfp4_kernels.checkpoint.quantize``.
+Argument parsing and reporting only; the work is in ``nvfp4_kernels.checkpoint.rtn``.
 Every failure is one ``error: <path or option>: <reason>`` line on stderr and exit code 2;
 SIGTERM/SIGHUP clean up the partial output like Ctrl-C does.
 """

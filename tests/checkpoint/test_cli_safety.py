@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from nvfp4_kernels import checkpoint
-from nvfp4_kernels.checkpoint import quantize as cq
+from nvfp4_kernels.checkpoint import rtn as cq
 from nvfp4_kernels.cli import main
 from tests.checkpoint.test_quantize_checkpoint import make_checkpoint
 
@@ -95,7 +95,7 @@ def test_out_that_is_a_file_is_refused(src, tmp_path, capsys):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from nvfp4_kernels.checkpoint import quantize as cq
+    from nvfp4_kernels.checkpoint import rtn as cq
     from nvfp4_kernels.cli import main
     sig = getattr(signal, sys.argv[3])
     real = cq._copy_other_files
@@ -254,10 +254,10 @@ def test_writer_checks_every_scale_it_writes():
     scale = torch.zeros(4, 1, dtype=torch.float8_e4m3fn)
     with pytest.raises(checkpoint.CheckpointFormatError,
                        match=r"m\.weight_global_scale: must be finite and > 0, got inf"):
-        checkpoint.formats.write_linear("m", "compressed-tensors", data, scale,
+        checkpoint.conventions.write_linear("m", "compressed-tensors", data, scale,
                                         torch.tensor(float("inf")))
     with pytest.raises(checkpoint.CheckpointFormatError, match=r"m\.input_scale: must be finite"):
-        checkpoint.formats.write_linear("m", "modelopt", data, scale, torch.tensor(2.0),
+        checkpoint.conventions.write_linear("m", "modelopt", data, scale, torch.tensor(2.0),
                                         torch.tensor(0.0))
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import nvfp4_kernels as nk
 from nvfp4_kernels import checkpoint
-from nvfp4_kernels.checkpoint.formats import CheckpointFormatError
+from nvfp4_kernels.checkpoint.conventions import CheckpointFormatError
 
 
 class Toy(nn.Module):
@@ -25,7 +25,7 @@ def write(path, fmt="modelopt", drop=(), replace=None):
     tensors = {}
     for i, lin in enumerate(src.layers):
         q = nk.quantize(lin.weight.detach(), scale_layout="linear")
-        tensors.update(checkpoint.formats.write_linear(f"layers.{i}", fmt, q.data, q.scale,
+        tensors.update(checkpoint.conventions.write_linear(f"layers.{i}", fmt, q.data, q.scale,
                                                        q.global_scale))
         tensors[f"layers.{i}.bias"] = lin.bias.detach().clone()
     tensors["norm.weight"] = src.norm.weight.detach().clone()

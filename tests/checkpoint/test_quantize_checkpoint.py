@@ -61,7 +61,7 @@ def test_multi_shard_round_trip_is_bit_exact(tmp_path):
         for module in rep.quantized:
             w = src[module + ".weight"]
             lin = checkpoint.load_linear(reader, module)
-            assert checkpoint.formats.detect(reader, module) == fmt
+            assert checkpoint.conventions.detect(reader, module) == fmt
             gs = nk.global_scale(w)
             group = [m for m in rep.quantized if m.rpartition(".")[0] == module.rpartition(".")[0]
                      and m.endswith(("q_proj", "k_proj", "v_proj")) == module.endswith(
@@ -131,7 +131,7 @@ def test_failure_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
             raise RuntimeError("disk full (simulated)")
         return nk.quantize(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.quantize.api, "quantize", failing)
+    monkeypatch.setattr(checkpoint.rtn.api, "quantize", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         checkpoint.quantize_checkpoint(tmp_path / "in", tmp_path / "out", "modelopt",
                                        progress=False)

@@ -20,10 +20,10 @@ import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
 from nvfp4_kernels.backends.triton import gemv as _gemv
-from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, sm_count
+from nvfp4_kernels.backends.triton._launch import dense, grid_device, interpreting, launch, sm_count
 from nvfp4_kernels.backends.triton.plan import (GEMV_MAX_M, GemmConfig, GemvConfig, config_for,
                                                 split_k_for)
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 
 @triton.jit
@@ -182,25 +182,24 @@ def _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, b_swizzled, a_nvfp4,
     split = triton.cdiv(k, k_split)
     ws = torch.empty((split, m, n), dtype=torch.float32, device=device) if split > 1 else out
     scp4 = swizzled_shape(1, k // BLOCK)[1] // 4
-    alpha = alpha.reshape(-1).float()
+    alpha = dense(alpha)  # float32, 1 or N values (the op's checks); loaded with stride 1
     has_bias = bias is not None
+    per_col = alpha.numel() > 1
     grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n), split)
     a_scale_u8 = a_scale.view(torch.uint8) if a_nvfp4 else a
     with grid_device(a):
-        _gemm_kernel[grid](
-            a, a_scale_u8, b, b_scale.view(torch.uint8), alpha, bias if has_bias else alpha,
-            out, ws, m, n, k, k_split, scp4, scp4,
-            A_NVFP4=a_nvfp4, B_SWIZZLED=b_swizzled, DOT_DTYPE=dot_dtype, FOLD=fold,
-            ALPHA_PER_COL=alpha.numel() > 1, HAS_BIAS=has_bias, SPLIT_K=split,
-            SWAP_AB=cfg.swap_ab, GROUP_M=cfg.group_m, BF16_BY_BITS=interp,
-            BM=cfg.block_m, BN=cfg.block_n, BK=cfg.block_k,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        # Parameters in _gemm_kernel's order, constexprs last (see _launch.launch).
+        launch(_gemm_kernel, grid,
+               (a, a_scale_u8, b, b_scale.view(torch.uint8), alpha, bias if has_bias else alpha,
+                out, ws, m, n, k, k_split, scp4, scp4,
+                a_nvfp4, b_swizzled, dot_dtype, fold, per_col, has_bias, split, cfg.swap_ab,
+                cfg.group_m, interp, cfg.block_m, cfg.block_n, cfg.block_k),
+               num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         if split > 1:
             rgrid = (triton.cdiv(m, 16), triton.cdiv(n, 128))
-            _split_k_reduce_kernel[rgrid](
-                ws, alpha, bias if has_bias else alpha, out, m, n, FOLD=fold,
-                ALPHA_PER_COL=alpha.numel() > 1, HAS_BIAS=has_bias, SPLIT_K=split,
-                BF16_BY_BITS=interp, BM=16, BN=128, num_warps=4)
+            launch(_split_k_reduce_kernel, rgrid,
+                   (ws, alpha, bias if has_bias else alpha, out, m, n, fold, per_col, has_bias,
+                    split, interp, 16, 128), num_warps=4)
     return out
 
 

@@ -45,7 +45,7 @@ from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, sm_
 from nvfp4_kernels.backends.triton import gemm as _gemm  # its split-K reduction kernel
 from nvfp4_kernels.backends.triton.plan import (GemvConfig, gemv_block_m, gemv_config_for,
                                                 gemv_split_k_for)
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 # nibbles (p, p+4) of word $8 -> fp16x2 bits (lut * 2**-14, low half = nibble p: sign to bit 15,
 # exponent/mantissa to bits 11..9), each half widened to float32 (exact). Outputs $0..$7 are

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
-from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
+from nvfp4_kernels.backends.triton._launch import dense, grid_device, interpreting, launch
 
 _TILE = 4096  # elements per program per tensor: 32 per thread at 4 warps
 _NUM_WARPS = 4
@@ -125,14 +125,13 @@ def kv_cache_write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_
         return
     block_h, block_d = _blocks(heads, dim, tile)
     grid = (tokens, triton.cdiv(heads, block_h))
+    # Scales are float32 with 1 or `heads` values (the op's checks), loaded with stride 1.
     with grid_device(key):
-        _kv_write_kernel[grid](key, value, key_cache.view(torch.uint8),
-                               value_cache.view(torch.uint8), slot_mapping,
-                               k_scale.reshape(-1).float(), v_scale.reshape(-1).float(),
-                               heads, dim, key_cache.shape[0] * key_cache.shape[1],
-                               K_PER_HEAD=k_scale.numel() > 1,
-                               V_PER_HEAD=v_scale.numel() > 1, BLOCK_H=block_h,
-                               BLOCK_D=block_d, num_warps=warps)
+        launch(_kv_write_kernel, grid,
+               (key, value, key_cache.view(torch.uint8), value_cache.view(torch.uint8),
+                slot_mapping, dense(k_scale), dense(v_scale), heads, dim,
+                key_cache.shape[0] * key_cache.shape[1], k_scale.numel() > 1,
+                v_scale.numel() > 1, block_h, block_d), num_warps=warps)
 
 
 def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
@@ -157,13 +156,10 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
     block_h, block_d = _blocks(heads, dim, tile)
     grid = (total_tokens, triton.cdiv(heads, block_h))
     with grid_device(key_cache):
-        _kv_gather_kernel[grid](key_cache.view(torch.uint8), value_cache.view(torch.uint8),
-                                block_table, cu, seq_lens, k_scale.reshape(-1).float(),
-                                v_scale.reshape(-1).float(), out[0], out[1], batch, heads, dim,
-                                block_table.stride(0), block_table.shape[1], block_size,
-                                key_cache.shape[0],
-                                SEARCH_STEPS=batch.bit_length() + 1,
-                                K_PER_HEAD=k_scale.numel() > 1, V_PER_HEAD=v_scale.numel() > 1,
-                                BF16_BY_BITS=interpreting(), BLOCK_H=block_h, BLOCK_D=block_d,
-                                num_warps=warps)
+        launch(_kv_gather_kernel, grid,
+               (key_cache.view(torch.uint8), value_cache.view(torch.uint8), block_table, cu,
+                seq_lens, dense(k_scale), dense(v_scale), out[0], out[1], batch, heads, dim,
+                block_table.stride(0), block_table.shape[1], block_size, key_cache.shape[0],
+                batch.bit_length() + 1, k_scale.numel() > 1, v_scale.numel() > 1,
+                interpreting(), block_h, block_d), num_warps=warps)
     return out

@@ -13,8 +13,8 @@ import triton
 import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
-from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
-from nvfp4_kernels.reference import BLOCK, swizzled_shape
+from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, launch
+from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
 # Tile sizes: a [32, 8*16] fp32 tile is 4096 elements, 32 per thread at 4 warps. Quantize and
 # dequantize are memory-bound; this only needs to be large enough for 16-byte loads per thread
@@ -31,8 +31,13 @@ CANDIDATES = ((32, 8, 4), (16, 16, 4), (64, 8, 8), (32, 16, 8), (128, 4, 8), (8,
 @triton.jit
 def _quantize_kernel(x_ptr, gs_ptr, data_ptr, scale_ptr, R, C, SROWS, SCOLS, SCP4,
                      BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, SWIZZLED: tl.constexpr):
-    pid_r = tl.program_id(0)
-    pid_c = tl.program_id(1)
+    # One program per [BLOCK_R, BLOCK_S * 16] tile of the (padded) scale grid, in row-major
+    # order from the *last* row block up: a computed global scale's amax pass
+    # (backends/triton/amax.py) ends on the tail of x, which is then still in L2.
+    col_blocks = tl.cdiv(SCOLS, BLOCK_S)
+    pid = tl.program_id(0)
+    pid_c = pid % col_blocks
+    pid_r = tl.cdiv(SROWS, BLOCK_R) - 1 - pid // col_blocks
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = pid_c * (BLOCK_S * 16) + tl.arange(0, BLOCK_S * 16)
     rows64 = rows.to(tl.int64)
@@ -93,62 +98,6 @@ def _dequantize_kernel(data_ptr, scale_ptr, gs_ptr, out_ptr, R, C, SCP4,
              mask=rmask & (cols < C)[None, :])
 
 
-@triton.jit
-def _amax_kernel(x_ptr, amax_ptr, numel, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
-    # Non-finite elements are ignored (x == x is false for NaN; inf is not < inf).
-    x = tl.where((x == x) & (x < float("inf")), x, 0.0)
-    # |x| >= 0, so the float max equals the max of the bit patterns read as int32.
-    tl.atomic_max(amax_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
-
-
-def amax(x: torch.Tensor) -> torch.Tensor:
-    """max |x| over finite elements as a 0-dim float32 tensor, one kernel and no host sync."""
-    flat = x.reshape(-1)
-    out = torch.zeros((), dtype=torch.int32, device=x.device)
-    block = 4096
-    if flat.numel():
-        with grid_device(x):
-            _amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(),
-                                                              BLOCK=block)
-    return out.view(torch.float32)
-
-
-@triton.jit
-def _global_scale_kernel(x_ptr, ws_ptr, gs_ptr, numel, BLOCK: tl.constexpr):
-    """gs = min(2688 / amax, FLT_MAX) (1 when amax == 0) in one launch: every program folds its
-    block's max into ws[0] (int32 bits of a non-negative float, so int max == float max) and
-    counts itself done in ws[1]; the last one to finish reads the total and writes gs."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
-    x = tl.where((x == x) & (x < float("inf")), x, 0.0)  # non-finite elements are ignored
-    tl.atomic_max(ws_ptr, tl.max(x, axis=0).to(tl.int32, bitcast=True))
-    # acq_rel (Triton's default): the last program's increment sees every earlier maximum.
-    done = tl.atomic_add(ws_ptr + 1, 1)
-    if done == tl.num_programs(0) - 1:
-        amax = tl.atomic_max(ws_ptr, 0).to(tl.float32, bitcast=True)  # an atomic read
-        gs = tl.math.div_rn(tl.full([1], 2688.0, tl.float32), tl.full([1], 1.0, tl.float32) * amax)
-        gs = tl.minimum(gs, 3.4028234663852886e38)
-        gs = tl.where(amax == 0.0, 1.0, gs)
-        tl.store(gs_ptr + tl.arange(0, 1), gs)
-
-
-def global_scale(x: torch.Tensor) -> torch.Tensor:
-    """448*6/amax(|x|) clamped to FLT_MAX, 1.0 when all zero, non-finite elements ignored (as
-    nvfp4_kernels._global_scale): one fill and one kernel, no host sync."""
-    flat = x.reshape(-1)
-    ws = torch.zeros(2, dtype=torch.int32, device=x.device)
-    gs = torch.ones((), dtype=torch.float32, device=x.device) if not flat.numel() else \
-        torch.empty((), dtype=torch.float32, device=x.device)
-    if flat.numel():
-        block = 4096
-        with grid_device(x):
-            _global_scale_kernel[(triton.cdiv(flat.numel(), block),)](flat, ws, gs, flat.numel(),
-                                                                      BLOCK=block)
-    return gs
-
-
 def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     """x [R, C] -> (data u8 [R, C/2], scale e4m3 linear [R, C/16] or swizzled padded).
 
@@ -163,13 +112,14 @@ def quantize(x, global_scale, scale_layout, *, out=None, config=None):
         scale = torch.empty((srows, scols), dtype=torch.float8_e4m3fn, device=x.device)
     else:
         data, scale = out
-    gs = global_scale.reshape(1).float()
-    grid = (triton.cdiv(srows, block_r), triton.cdiv(scols, block_s))
-    if grid[0] and grid[1]:
+    grid = (triton.cdiv(srows, block_r) * triton.cdiv(scols, block_s),)
+    if grid[0]:
+        # global_scale is one float32 value (the op's checks); the kernel loads it in place.
         with grid_device(x):
-            _quantize_kernel[grid](x, gs, data, scale.view(torch.uint8), rows, cols, srows,
-                                   scols, scols // 4 if swizzled else 0, BLOCK_R=block_r,
-                                   BLOCK_S=block_s, SWIZZLED=swizzled, num_warps=warps)
+            launch(_quantize_kernel, grid,
+                   (x, global_scale, data, scale.view(torch.uint8), rows, cols, srows, scols,
+                    scols // 4 if swizzled else 0, block_r, block_s, swizzled),
+                   num_warps=warps)
     return data, scale
 
 
@@ -191,4 +141,4 @@ def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None, conf
     return out
 
 
-__all__ = ["amax", "dequantize", "global_scale", "quantize"]
+__all__ = ["dequantize", "quantize"]

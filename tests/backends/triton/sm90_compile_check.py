@@ -40,7 +40,7 @@ def _specs():
     import triton
     import triton.language as tl
 
-    from nvfp4_kernels.backends.triton import attention, gemm, gemv, kv_cache, quantize
+    from nvfp4_kernels.backends.triton import amax, attention, gemm, gemv, kv_cache, quantize
     from nvfp4_kernels.backends.triton.plan import config_for, gemv_config_for, split_k_for
 
     specs = []
@@ -124,6 +124,13 @@ def _specs():
                    "R": "i32", "C": "i32", "SCP4": "i32"},
                   qb | {"BF16_BY_BITS": False},
                   ["data_ptr", "scale_ptr", "gs_ptr", "out_ptr", "C"], 4, 3, {}))
+
+    # Global scale (amax pass): bf16 input, the launcher's block, the division fused.
+    specs.append(("global_scale", amax._amax_kernel,
+                  {"x_ptr": "*bf16", "ws_ptr": "*i32", "out_ptr": "*fp32", "numel": "i32",
+                   "STEPS": "i32"},
+                  dict(GLOBAL_SCALE=True, BLOCK=amax._BLOCK),
+                  ["x_ptr", "ws_ptr", "out_ptr"], amax._NUM_WARPS, 3, {}))
 
     # KV cache: 8 heads x 128 dims, per-tensor scales (kv_cache._blocks picks the blocks).
     block_h, block_d = kv_cache._blocks(8, 128)

@@ -1,8 +1,8 @@
 """The backend's Triton kernels compile ahead of time for sm_90 (H100), checked without a GPU.
 
 sm90_compile_check.py compiles each kernel the launchers use (GEMM decode / prefill / W4A4,
-the decode GEMV, split-K reduce, quantize, dequantize, KV write and gather, decode attention and its
-combine) with triton.compile for
+the decode GEMV, split-K reduce, quantize, dequantize, global scale, KV write and gather, decode
+attention and its combine) with triton.compile for
 GPUTarget("cuda", 90, 32), in a subprocess without TRITON_INTERPRET (this directory's conftest
 sets it in-process when there is no GPU, and Triton fixes interpret-or-compile per process).
 The assertions are on the generated PTX and on the SASS disassembled from the cubin.
@@ -25,8 +25,8 @@ REPO = HERE.parents[2]
 GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
 GEMVS = ("gemv_w4a16_m1", "gemv_w4a16_m4", "gemv_w4a4_m1")
 ATTENTION = ("attention_decode_d256", "attention_decode_d512")
-KERNELS = GEMMS + GEMVS + ("split_k_reduce", "quantize", "dequantize", "kv_cache_write",
-                           "kv_cache_gather", "attention_combine") + ATTENTION
+KERNELS = GEMMS + GEMVS + ("split_k_reduce", "quantize", "dequantize", "global_scale",
+                           "kv_cache_write", "kv_cache_gather", "attention_combine") + ATTENTION
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,9 @@ def test_quantize_divides_ieee(result):
     _check_ieee(result["kernels"]["quantize"], "quantize")
 
 
-def test_dequantize_and_kv_write_divide_ieee(result):
+def test_dequantize_global_scale_and_kv_write_divide_ieee(result):
     _check_ieee(result["kernels"]["dequantize"], "dequantize")
+    _check_ieee(result["kernels"]["global_scale"], "global_scale")
     _check_ieee(result["kernels"]["kv_cache_write"], "kv_cache_write")
 
 

@@ -1,8 +1,14 @@
-"""Helpers for the Triton backend tests (imported by name: this folder has no __init__.py)."""
+"""Helpers for the Triton backend tests (imported by name: this folder has no __init__.py).
+
+The comparisons every backend's tests share (E2M1 codes with -0 as 0, relative error) live in
+tests/conftest.py; this module adds what only kernel-level tests need.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from tests.conftest import assert_same_codes, rel_error  # noqa: F401 (re-used by these tests)
 
 
 def poisoned(shape, dtype, device):
@@ -10,21 +16,3 @@ def poisoned(shape, dtype, device):
     if dtype in (torch.uint8, torch.float8_e4m3fn):
         return torch.full(shape, 0xFF, dtype=torch.uint8, device=device).view(dtype)
     return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-
-def assert_same_codes(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Packed E2M1 bytes equal, treating -0 (nibble 0x8) as 0."""
-    def canon(d):
-        lo, hi = d & 0xF, d >> 4
-        lo = torch.where(lo == 8, torch.zeros_like(lo), lo)
-        hi = torch.where(hi == 8, torch.zeros_like(hi), hi)
-        return lo | (hi << 4)
-    assert actual.dtype == torch.uint8 and actual.shape == expected.shape
-    a, e = canon(actual.cpu()), canon(expected.cpu())
-    bad = (a != e).nonzero()
-    assert bad.numel() == 0, f"{bad.shape[0]} bytes differ, first at {bad[0].tolist()}"
-
-
-def rel_error(actual: torch.Tensor, expected64: torch.Tensor) -> float:
-    d = actual.cpu().double()
-    return ((d - expected64).norm() / expected64.norm()).item()

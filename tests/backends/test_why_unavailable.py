@@ -1,4 +1,5 @@
-"""Why the cuda/cutlass backends refuse a GPU, checked without one: the capability query and the
+"""Why the cuda/cutlass backends refuse a GPU (backends/cuda.py, backends/cutlass.py
+``why_unavailable``), checked without one: the capability query and the
 extension's contents are stubbed, so these run in CI whether or not the extension is built."""
 
 from __future__ import annotations

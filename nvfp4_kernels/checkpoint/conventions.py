@@ -1,4 +1,6 @@
-"""The two published NVFP4 checkpoint formats: tensor names, scale directions, validation.
+"""The two published NVFP4 checkpoint conventions (ModelOpt and compressed-tensors formats):
+tensor names, scale directions, validation. (``nvfp4_kernels.formats`` is the in-memory NVFP4
+container; this module is only about how checkpoints name and store it.)
 
 Per quantized linear module ``P`` (N outputs, K inputs):
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from nvfp4_kernels import _scales
-from nvfp4_kernels.reference import BLOCK
+from nvfp4_kernels.layout import BLOCK
 
 MODELOPT = "modelopt"
 COMPRESSED_TENSORS = "compressed-tensors"

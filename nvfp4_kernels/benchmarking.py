@@ -1,6 +1,12 @@
-"""Shared benchmark harness: timing, input rotation, environment record, CSV/JSON/PNG output.
+"""The one benchmark harness: timing, input rotation, environment record, CSV/JSON/PNG output.
 
-Timing is the median of ``triton.testing.do_bench``. When a call's inputs fit in L2 (50 MB on
+Used by the scripts in ``benchmarks/`` (``from nvfp4_kernels import benchmarking as harness``;
+run them with the package importable, e.g. ``PYTHONPATH=.`` from the repository root) and by the
+``nvfp4-kernels bench`` command. Nothing here is imported by ``import nvfp4_kernels``.
+
+Two timers. ``time_ms``/``graph_ms`` (the benchmark scripts): median of
+``triton.testing.do_bench``, eager or over one CUDA-graph replay. ``event_ms`` (the CLI, which must
+run without Triton): median of CUDA-event timings after one warm-up, or wall clock on a CPU. When a call's inputs fit in L2 (50 MB on
 the H100), several copies are made and each timed call uses the next one, so a weight-bound
 kernel is not flattered by reading its weights from L2 instead of HBM.
 """
@@ -12,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -167,18 +174,45 @@ def environment() -> dict:
     }
 
 
+def event_ms(fn, device: torch.device, repeats: int) -> float:
+    """Median milliseconds of fn() after one warm-up call: CUDA events on a GPU, wall clock on a
+    CPU. No Triton needed (the CLI's timer)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def write_csv(path, rows: list[dict], comment: str | None = None) -> None:
+    """rows as CSV (the union of their keys as columns), after an optional '# comment' line."""
+    keys = list(dict.fromkeys(k for r in rows for k in r)) or ["op"]
+    with open(path, "w") as f:
+        if comment is not None:
+            f.write("# " + comment + "\n")
+        f.write(",".join(keys) + "\n")
+        for r in rows:
+            f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + "\n")
+
+
 def write_results(name: str, rows: list[dict], out_dir: str, plot=None) -> Path:
     """<out>/<name>.json (environment + rows), <name>.csv, and <name>.png if plot is given."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     (out / f"{name}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1))
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / f"{name}.csv", "w") as f:
-        f.write("# " + json.dumps(env) + "\n")
-        f.write(",".join(keys) + "\n")
-        for r in rows:
-            f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + "\n")
+    write_csv(out / f"{name}.csv", rows, json.dumps(env))
     if plot is not None:
         try:
             import matplotlib

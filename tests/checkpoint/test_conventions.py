@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nvfp4_kernels import checkpoint
-from nvfp4_kernels.checkpoint.formats import CheckpointFormatError
+from nvfp4_kernels.checkpoint.conventions import CheckpointFormatError
 
 ct_helpers = pytest.importorskip("compressed_tensors.compressors.nvfp4.helpers")
 

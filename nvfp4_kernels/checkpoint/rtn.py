@@ -25,7 +25,7 @@ from torch import nn
 from nvfp4_kernels import _scales, api
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.checkpoint import config as qconfig
-from nvfp4_kernels.checkpoint import formats
+from nvfp4_kernels.checkpoint import conventions
 from nvfp4_kernels.checkpoint.io import (INDEX_NAME, CheckpointReader, ShardWriter, _read_json,
                                          parse_size)
 from nvfp4_kernels.checkpoint.select import Selector, fused_group, skip_reason
@@ -258,7 +258,7 @@ def quantize_checkpoint(in_dir, out_dir, format: str, *, include: str | None = N
     scale 448*6/input_amax. Without it no activation scales are written and the config marks
     activations dynamic (our loader computes the scale per call; vLLM needs static scales).
     """
-    formats.spec(format)
+    conventions.spec(format)
     if activations not in ("nvfp4", "bf16"):
         raise ValueError(f"activations: must be 'nvfp4' or 'bf16', got {activations!r}")
     if input_amax is not None and activations != "nvfp4":
@@ -288,7 +288,7 @@ def quantize_checkpoint(in_dir, out_dir, format: str, *, include: str | None = N
     sel = Selector(include, exclude, default_exclude)
     start = time.perf_counter()
     report = QuantizeReport(out_dir)
-    if model_cfg is None and format == formats.COMPRESSED_TENSORS:
+    if model_cfg is None and format == conventions.COMPRESSED_TENSORS:
         report.warnings.append(
             f"{in_dir}: no config.json, so the output has no quantization_config anywhere "
             "(compressed-tensors keeps it only in config.json); vLLM and transformers will not "
@@ -340,7 +340,7 @@ def quantize_checkpoint(in_dir, out_dir, format: str, *, include: str | None = N
                 gs = shared.get(module)
                 q = api.quantize(t.to(device), None if gs is None else gs.to(device),
                                  scale_layout="linear")
-                for out_name, out in formats.write_linear(module, format, q.data, q.scale,
+                for out_name, out in conventions.write_linear(module, format, q.data, q.scale,
                                                           q.global_scale, in_gs).items():
                     writer.add(out_name, out)
                 report.quantized.append(module)
