@@ -31,6 +31,7 @@
 #include <cuda_fp16.h>
 
 #include "nvfp4/common.cuh"
+#include "nvfp4/e2m1_words.cuh"
 
 namespace nvfp4::decode_gemm {
 
@@ -68,60 +69,7 @@ constexpr int kChunk = 128;    // K values per warp step: 32 per lane of a quad
 constexpr int kMaxTokenTiles = 2;
 constexpr int kWT = 1;  // 16-row weight tiles per warp
 
-// ---- element decode -------------------------------------------------------------------------
-
-// Nibbles (P, P+4) of q -> fp16x2 bits reading lut * 2^-14 (low half = nibble P).
-template <int P>
-__device__ __forceinline__ uint32_t e2m1_pair_half(uint32_t q) {
-  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
-  const uint32_t em = (P == 3 ? (q >> 3) : (q << (9 - 4 * P))) & 0x0E000E00u;
-  return sign | em;
-}
-
-// Nibbles (P, P+4) of q -> bf16x2 bits reading lut * 2^-126 (exponent/mantissa at bits 6..8).
-template <int P>
-__device__ __forceinline__ uint32_t e2m1_pair_bf16(uint32_t q) {
-  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
-  const uint32_t em = (P < 2 ? (q << (6 - 4 * P)) : (q >> (4 * P - 6))) & 0x01C001C0u;
-  return sign | em;
-}
-
-__device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b, bool bf16) {
-  uint32_t d;
-  if (bf16) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-#else
-    // sm_80: no bf16 mul; fma with -0 adds nothing and keeps the product's sign of zero.
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
-#endif
-  } else {
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-  }
-  return d;
-}
-
-// Two adjacent e4m3 scale bytes (low byte = first block) -> two packed operands, each the
-// block's scale broadcast to both halves: fp16 s (exact), or bf16 s * 2^118 (exact; the bf16
-// weight bits carry 2^-126, so the product is lut * s * 2^-8).
-__device__ __forceinline__ void scale_pair(uint32_t two_bytes, bool bf16, uint32_t& s0,
-                                           uint32_t& s1) {
-  // e4m3 -> fp16 is exact (one cvt of both bytes on SM89+), as e4m3_to_float in common.cuh.
-  const __half2 h(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two_bytes),
-                                             __NV_E4M3));
-  if (!bf16) {
-    const uint32_t v = *reinterpret_cast<const uint32_t*>(&h);
-    s0 = __byte_perm(v, v, 0x1010);
-    s1 = __byte_perm(v, v, 0x3232);
-    return;
-  }
-  const float2 f = __half22float2(h);
-  const float k2p118 = 0x1p118f;
-  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * k2p118, f.y * k2p118);
-  const uint32_t v = *reinterpret_cast<const uint32_t*>(&b);
-  s0 = __byte_perm(v, v, 0x1010);
-  s1 = __byte_perm(v, v, 0x3232);
-}
+// ---- element decode: nvfp4/e2m1_words.cuh (shared with the dequantize kernel) -----------
 
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                           uint32_t b1, bool bf16) {

@@ -10,6 +10,7 @@ import torch
 import nvfp4_kernels as nk
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda
+from tests.dequant_cases import GLOBAL_SCALES, every_code_and_scale, same_bits
 
 _HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 _REASON = cuda.why_unavailable(_HERE)
@@ -65,6 +66,28 @@ def test_dequantize_bit_exact(dtype, layout):
                                      backend="cuda")
     want = ref.dequantize(data, scale, gs, layout, dtype)
     assert torch.equal(_bits(got.cpu()), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_every_code_scale_and_global_scale(dtype, layout):
+    """Every E2M1 code x every finite e4m3 byte, global scales inside and outside the kernel's
+    fast-division range (tests/dequant_cases.py); odd shapes; a view off a 4-byte boundary."""
+    gen = torch.Generator().manual_seed(11)
+    for rows, cols in ((16, 256), (37, 48), (130, 272), (1, 16)):
+        data, scale = every_code_and_scale(rows, cols, gen)
+        scale = ref.swizzle_scales(scale) if layout == "swizzled" else scale
+        for gs_value in GLOBAL_SCALES:
+            gs = torch.tensor(gs_value, dtype=torch.float32)
+            _poison_allocator()
+            got = torch.ops.nvfp4.dequantize(data.cuda(), scale.cuda(), gs.cuda(), layout, dtype,
+                                             backend="cuda")
+            assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype)), \
+                (rows, cols, gs_value)
+    padded = torch.zeros(data.numel() + 1, dtype=torch.uint8, device="cuda")
+    padded[1:] = data.reshape(-1).cuda()
+    got = cuda.dequantize(padded[1:].view(data.shape), scale.cuda(), gs.cuda(), layout, dtype)
+    assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

@@ -37,7 +37,7 @@ def _specs():
     import triton
     import triton.language as tl
 
-    from nvfp4_kernels.backends.triton import gemm, kv_cache, quantize
+    from nvfp4_kernels.backends.triton import dequantize, gemm, kv_cache, quantize
     from nvfp4_kernels.backends.triton.plan import config_for, split_k_for
 
     specs = []
@@ -90,11 +90,16 @@ def _specs():
                   {"x_ptr": "*bf16", "gs_ptr": "*fp32", "data_ptr": "*u8", "scale_ptr": "*u8",
                    "R": "i32", "C": "i32", "SROWS": "i32", "SCOLS": "i32", "SCP4": "i32"},
                   qb, ["x_ptr", "gs_ptr", "data_ptr", "scale_ptr", "C", "SCOLS"], 4, 3, {}))
-    specs.append(("dequantize", quantize._dequantize_kernel,
-                  {"data_ptr": "*u8", "scale_ptr": "*u8", "gs_ptr": "*fp32", "out_ptr": "*bf16",
-                   "R": "i32", "C": "i32", "SCP4": "i32"},
-                  qb | {"BF16_BY_BITS": False},
-                  ["data_ptr", "scale_ptr", "gs_ptr", "out_ptr", "C"], 4, 3, {}))
+    dq_rows, dq_tiles, dq_warps = dequantize.DEFAULT_CONFIG
+    dq_sig = {"words_ptr": "*i32", "scale_ptr": "*u8", "gs_ptr": "*fp32", "factor_ptr": "*fp32",
+              "out_ptr": "*bf16", "R": "i32", "W": "i32", "SCP4": "i32"}
+    dq_const = dict(BLOCK_R=dq_rows, BLOCK_W=32, ROW_TILES=dq_tiles, SWIZZLED=True, FACTOR=False,
+                    FACTOR_PER_ROW=False, INDEX64=False, INTERPRET=False)
+    dq_div16 = ["words_ptr", "scale_ptr", "gs_ptr", "factor_ptr", "out_ptr", "W"]
+    specs.append(("dequantize", dequantize._dequantize_kernel, dq_sig, dq_const, dq_div16,
+                  dq_warps, 3, {}))
+    specs.append(("dequantize_scaled", dequantize._dequantize_kernel, dq_sig,
+                  dq_const | dict(FACTOR=True, FACTOR_PER_ROW=True), dq_div16, dq_warps, 3, {}))
 
     # KV cache: 8 heads x 128 dims, per-tensor scales (kv_cache._blocks picks the blocks).
     block_h, block_d = kv_cache._blocks(8, 128)
@@ -165,6 +170,8 @@ def main() -> int:
                 div_rn=_count(r"\bdiv\.rn\.f32\b", ptx), div_approx=_count(r"\bdiv\.approx\b", ptx),
                 div_full=_count(r"\bdiv\.full\b", ptx), ftz=_count(r"\.ftz\b", ptx),
                 local_ld=_count(r"\bLDL(?:\.\w+)*\s", sass), local_st=_count(r"\bSTL(?:\.\w+)*\s", sass),
+                sass_shared=_count(r"\b(?:STS|LDS|LDSM)(?:\.\w+)*\s", sass),
+                sass_fchk=_count(r"\bFCHK\b", sass),
                 sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass))
         except Exception:
             info["error"] = traceback.format_exc()[-4000:]
