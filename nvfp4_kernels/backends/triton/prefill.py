@@ -53,9 +53,9 @@ def chunk_rows(k: int, workspace_bytes: int = WORKSPACE_BYTES) -> int:
     return max(_ROW_ALIGN, workspace_bytes // (2 * k) // _ROW_ALIGN * _ROW_ALIGN)
 
 
-def workspace_bytes(m: int, n: int, k: int, w4a4: bool) -> int:
+def workspace_bytes(m: int, n: int, k: int, w4a4: bool, budget: int = WORKSPACE_BYTES) -> int:
     """Bytes this route allocates besides its output (for docs and benchmarks)."""
-    weight = min(chunk_rows(k), -(-n // _ROW_ALIGN) * _ROW_ALIGN) * k * 2
+    weight = min(chunk_rows(k, budget), -(-n // _ROW_ALIGN) * _ROW_ALIGN) * k * 2
     return weight + (m * k * 2 if w4a4 else 0)
 
 

@@ -24,7 +24,8 @@ def _load(name):
         sys.path.remove(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_kv_cache"])
+@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_dequantize",
+                                  "bench_prefill", "bench_kv_cache"])
 def test_help_and_no_gpu_exit(name, capsys):
     module = _load(name)
     with pytest.raises(SystemExit) as exc:
@@ -39,8 +40,24 @@ def test_help_and_no_gpu_exit(name, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
 def test_quantize_smoke(tmp_path):
     rows = _load("bench_quantize").main(["--smoke", "--out", str(tmp_path)])
-    assert {r["op"] for r in rows} == {"quantize", "dequantize"}
+    assert {r["op"] for r in rows} == {"quantize"}
     assert (tmp_path / "bench_quantize.json").exists() and (tmp_path / "bench_quantize.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
+def test_dequantize_smoke(tmp_path):
+    rows = _load("bench_dequantize").main(["--smoke", "--out", str(tmp_path)])
+    assert {(r["op"], r["layout"]) for r in rows} == {
+        (op, layout) for op in ("dequantize", "dequantize_scaled")
+        for layout in ("swizzled", "linear")}
+    assert (tmp_path / "bench_dequantize.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
+def test_prefill_smoke(tmp_path):
+    rows = _load("bench_prefill").main(["--smoke", "--out", str(tmp_path)])
+    assert {r["route"] for r in rows} >= {"prefill", "fused"}
+    assert (tmp_path / "bench_prefill.csv").exists()
 
 
 def test_run_device_script_parses():
