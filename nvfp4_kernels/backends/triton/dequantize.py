@@ -77,6 +77,29 @@ def _factor(factor_ptr, rows, rmask, FACTOR: tl.constexpr, FACTOR_PER_ROW: tl.co
 
 
 @triton.jit
+def _tile_rows(t, ROW_TILES: tl.constexpr, BLOCK_R: tl.constexpr, INDEX64: tl.constexpr):
+    rows = (tl.program_id(0) * ROW_TILES + t) * BLOCK_R + tl.arange(0, BLOCK_R)
+    if INDEX64:
+        rows = rows.to(tl.int64)
+    return rows
+
+
+@triton.jit
+def _load_tile(words_ptr, scale_ptr, rows, wcols, scol, R, W, SCP4, live,
+               SWIZZLED: tl.constexpr):
+    """The words and scale bytes of one tile (nothing is read where `live` is false)."""
+    mask = (rows < R)[:, None] & (wcols < W)[None, :] & live
+    words = tl.load(words_ptr + rows[:, None] * W + wcols[None, :], mask=mask, other=0)
+    if SWIZZLED:
+        # rows >= 0: shifts and masks instead of signed // and %.
+        srow = (rows >> 7) * (SCP4 * 512) + (rows & 31) * 16 + ((rows >> 5) & 3) * 4
+    else:
+        srow = rows * (W // 2)
+    code = tl.load(scale_ptr + srow[:, None] + scol[None, :], mask=mask, other=0)
+    return words, code
+
+
+@triton.jit
 def _tiles(words_ptr, scale_ptr, factor_ptr, out_ptr, R, W, SCP4, gs, gsf, r,
            BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr, ROW_TILES: tl.constexpr,
            SWIZZLED: tl.constexpr, FACTOR: tl.constexpr, FACTOR_PER_ROW: tl.constexpr,
@@ -90,19 +113,16 @@ def _tiles(words_ptr, scale_ptr, factor_ptr, out_ptr, R, W, SCP4, gs, gsf, r,
         scol = (blocks >> 2) * 512 + (blocks & 3)
     else:
         scol = blocks
+    # Software pipelining by hand: the next tile's words and scale bytes are loaded before this
+    # tile is decoded and stored, so every thread always has a load in flight.
+    rows = _tile_rows(0, ROW_TILES, BLOCK_R, INDEX64)
+    words, code = _load_tile(words_ptr, scale_ptr, rows, wcols, scol, R, W, SCP4, True,
+                             SWIZZLED)
     for t in range(ROW_TILES):
-        rows = (tl.program_id(0) * ROW_TILES + t) * BLOCK_R + tl.arange(0, BLOCK_R)
-        if INDEX64:
-            rows = rows.to(tl.int64)
+        next_rows = _tile_rows(t + 1, ROW_TILES, BLOCK_R, INDEX64)
+        next_words, next_code = _load_tile(words_ptr, scale_ptr, next_rows, wcols, scol, R, W,
+                                           SCP4, t + 1 < ROW_TILES, SWIZZLED)
         rmask = rows < R
-        mask = rmask[:, None] & (wcols < W)[None, :]
-        words = tl.load(words_ptr + rows[:, None] * W + wcols[None, :], mask=mask, other=0)
-        if SWIZZLED:
-            # rows >= 0: shifts and masks instead of signed // and %.
-            srow = (rows >> 7) * (SCP4 * 512) + (rows & 31) * 16 + ((rows >> 5) & 3) * 4
-        else:
-            srow = rows * (W // 2)
-        code = tl.load(scale_ptr + srow[:, None] + scol[None, :], mask=mask, other=0)
         s32 = _bits.e4m3_to_fp16(code).to(tl.float32)
         f = _factor(factor_ptr, rows, rmask, FACTOR, FACTOR_PER_ROW)
         e0 = _value(words, s32, 0, 0, f, gs, gsf, r, FACTOR, FAST_DIV, INTERPRET)
@@ -119,6 +139,7 @@ def _tiles(words_ptr, scale_ptr, factor_ptr, out_ptr, R, W, SCP4, gs, gsf, r,
         omask = rmask[:, None] & (cols < W * 8)[None, :]
         tl.store(out_ptr + rows[:, None] * (W * 8) + cols[None, :],
                  _bits.cast_out(out, out_ptr.dtype.element_ty, INTERPRET), mask=omask)
+        rows, words, code = next_rows, next_words, next_code
 
 
 @triton.jit
