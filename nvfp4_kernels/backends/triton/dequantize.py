@@ -123,7 +123,7 @@ def _tiles(words_ptr, scale_ptr, factor_ptr, out_ptr, R, W, SCP4, gs, gsf, r,
         next_words, next_code = _load_tile(words_ptr, scale_ptr, next_rows, wcols, scol, R, W,
                                            SCP4, t + 1 < ROW_TILES, SWIZZLED)
         rmask = rows < R
-        s32 = _bits.e4m3_to_fp16(code).to(tl.float32)
+        s32 = _bits.e4m3_to_fp32(code)  # the e4m3 NaN bytes read as NaN, as in the reference
         f = _factor(factor_ptr, rows, rmask, FACTOR, FACTOR_PER_ROW)
         e0 = _value(words, s32, 0, 0, f, gs, gsf, r, FACTOR, FAST_DIV, INTERPRET)
         e1 = _value(words, s32, 1, 0, f, gs, gsf, r, FACTOR, FAST_DIV, INTERPRET)

@@ -90,6 +90,23 @@ def test_dequantize_every_code_scale_and_global_scale(dtype, layout):
     assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype))
 
 
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_nan_scale_gives_nan_block(layout):
+    """The e4m3 NaN scale (0x7F, 0xFF: a block quantized from a NaN) reads back as 16 NaNs."""
+    data, scale = every_code_and_scale(4, 64, torch.Generator().manual_seed(5))
+    raw = scale.view(torch.uint8).clone()
+    raw[1, 2], raw[3, 0] = 0x7F, 0xFF
+    scale = raw.view(torch.float8_e4m3fn)
+    scale = ref.swizzle_scales(scale) if layout == "swizzled" else scale
+    gs = torch.tensor(2688.0 / 5.0)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        got = cuda.dequantize(data.cuda(), scale.cuda(), gs.cuda(), layout, dtype).cpu()
+        want = ref.dequantize(data, scale, gs, layout, dtype)
+        nan = torch.isnan(want)
+        assert nan.sum() == 32 and torch.equal(torch.isnan(got), nan)
+        assert same_bits(got[~nan], want[~nan])
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("per_head", [False, True])
 @pytest.mark.parametrize("slot_dtype", [torch.int32, torch.int64])

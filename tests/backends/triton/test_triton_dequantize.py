@@ -108,3 +108,21 @@ def test_scaled_variant_on_a_128_row_slice_of_swizzled_scales(device, gen):
                                               flat[tile:2 * tile].to(device), one.to(device),
                                               "swizzled", torch.bfloat16)
     assert same_bits(got, full[128:256])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_nan_scale_gives_nan_block(layout, device, gen):
+    """A block quantized from a NaN has the e4m3 NaN scale (0x7F) and reads back as 16 NaNs
+    (docs/format.md); 0xFF too. Every other block is unaffected."""
+    data, scale = every_code_and_scale(4, 64, gen)
+    raw = scale.view(torch.uint8).clone()
+    raw[1, 2], raw[3, 0] = 0x7F, 0xFF
+    scale = _scales(raw.view(torch.float8_e4m3fn), layout)
+    gs = torch.tensor(2688.0 / 5.0)
+    for dtype in DTYPES:
+        got = triton_dequantize.dequantize(data.to(device), scale.to(device), gs.to(device),
+                                           layout, dtype).cpu()
+        want = ref.dequantize(data, scale, gs, layout, dtype)
+        nan = torch.isnan(want)
+        assert nan[1, 32:48].all() and nan[3, :16].all() and nan.sum() == 32
+        assert torch.equal(torch.isnan(got), nan) and same_bits(got[~nan], want[~nan])
