@@ -47,6 +47,9 @@ _BLOCK_W = 32
 DEFAULT_CONFIG = (4, 8, 4)
 # Candidates benchmarks/bench_dequantize.py --sweep times on a GPU.
 CANDIDATES = ((4, 8, 4), (4, 4, 4), (4, 16, 4), (8, 8, 8), (8, 4, 8), (4, 1, 4))
+# 32-bit offsets while every element index fits (scales and words are smaller); 64-bit from
+# this many elements on (tests lower it to cover the 64-bit path).
+_INDEX64_FROM = 2 ** 31
 # The interpreter is slow per program and per loop step: fewer, larger tiles.
 _INTERPRETER_CONFIG = (16, 1, 4)
 
@@ -194,8 +197,7 @@ def _launch(data, scale, gs, factor, scale_layout, dtype, out, config):
             factor if factor is not None else gs, out, rows, words_per_row, scp4,
             BLOCK_R=block_r, BLOCK_W=_BLOCK_W, ROW_TILES=row_tiles, SWIZZLED=swizzled,
             FACTOR=factor is not None, FACTOR_PER_ROW=factor is not None and factor.numel() > 1,
-            # 32-bit offsets while every element index fits (scales and words are smaller).
-            INDEX64=rows * cols >= 2 ** 31, INTERPRET=interpreting(), num_warps=warps)
+            INDEX64=rows * cols >= _INDEX64_FROM, INTERPRET=interpreting(), num_warps=warps)
     return out
 
 

@@ -100,6 +100,9 @@ def _specs():
                   dq_warps, 3, {}))
     specs.append(("dequantize_scaled", dequantize._dequantize_kernel, dq_sig,
                   dq_const | dict(FACTOR=True, FACTOR_PER_ROW=True), dq_div16, dq_warps, 3, {}))
+    # 64-bit offsets: what the launcher uses for tensors of 2**31 elements or more.
+    specs.append(("dequantize_index64", dequantize._dequantize_kernel, dq_sig,
+                  dq_const | dict(INDEX64=True, SWIZZLED=False), dq_div16, dq_warps, 3, {}))
 
     # KV cache: 8 heads x 128 dims, per-tensor scales (kv_cache._blocks picks the blocks).
     block_h, block_d = kv_cache._blocks(8, 128)

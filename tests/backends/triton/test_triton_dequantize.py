@@ -49,6 +49,18 @@ def test_odd_shapes(rows, cols, layout, device, gen):
         assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype))
 
 
+def test_64_bit_offsets(monkeypatch, device, gen):
+    """The path tensors of 2**31 elements or more take (forced here on a small one)."""
+    monkeypatch.setattr(triton_dequantize, "_INDEX64_FROM", 0)
+    data, scale = every_code_and_scale(130, 48, gen)
+    gs = torch.tensor(3.0)
+    for layout in LAYOUTS:
+        s = _scales(scale, layout)
+        got = triton_dequantize.dequantize(data.to(device), s.to(device), gs.to(device), layout,
+                                           torch.bfloat16)
+        assert same_bits(got, ref.dequantize(data, s, gs, layout, torch.bfloat16))
+
+
 def test_misaligned_data_view_and_empty(device, gen):
     data, scale = every_code_and_scale(4, 64, gen)
     padded = torch.zeros(4 * 32 + 1, dtype=torch.uint8)

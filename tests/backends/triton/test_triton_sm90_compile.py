@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
 KERNELS = GEMMS + ("split_k_reduce", "quantize", "dequantize", "dequantize_scaled",
-                   "kv_cache_write", "kv_cache_gather")
+                   "dequantize_index64", "kv_cache_write", "kv_cache_gather")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_dequantize_and_kv_write_divide_ieee(result):
 def test_dequantize_stays_in_registers(result):
     """One word per thread per tile: decode, interleave and the 16-byte store need no shuffle
     through shared memory (see backends/triton/dequantize.py)."""
-    for name in ("dequantize", "dequantize_scaled"):
+    for name in ("dequantize", "dequantize_scaled", "dequantize_index64"):
         k = result["kernels"][name]
         assert k["shared"] == 0 and k["sass_shared"] == 0, f"{name}: shared memory in use"
     # The fast path divides without div.rn per value: the kernel's only full divisions are the
