@@ -8,12 +8,16 @@ Routes (CUDA-graph replay over rotated inputs, harness.graph_ms):
   prefill_wsX   backends/triton/prefill.py: dequantize the weight in chunks of at most X MiB,
                 torch.mm per chunk (X = 64 is the library default; a smaller X may keep the
                 chunk in L2 between the dequantize and the GEMM)
+  prefill_fp8   the same route in its opt-in, lossy FP8 mode (NVFP4_PREFILL_MODE=fp8): e4m3
+                weight chunks and activations, torch._scaled_mm with row-wise scales
   fused         the Triton kernel that decodes in its K loop (plan.config_for(M))
   auto          the automatic choice (torch.ops.nvfp4 op, no backend forced); `auto_route`
                 says which of the two it took
   cublas_bf16   torch.mm on a bf16 weight: the baseline of every `*_x_cublas` ratio
 W4A4 rows include quantizing the bf16 activations (a given global scale, as a checkpoint's
-input_scale provides) in every route's time. `*_peak_mib` is torch.cuda.max_memory_allocated
+input_scale provides) in every route's time. `rel_error` is ||D - D_ref|| / ||D_ref|| of the
+route's output against the float64 dequantize-then-matmul reference (DESIGN's bar: 5e-3 for the
+exact routes; the FP8 mode is lossy and reports its error here). `*_peak_mib` is torch.cuda.max_memory_allocated
 during one eager call minus what was allocated before it: the output plus any workspace.
 The last rows (`summary`) give, per kind, the smallest M from which the best prefill route beats
 the fused kernel on every layer at that M and above: the value for plan.PREFILL_MIN_M.
@@ -92,6 +96,10 @@ def run(args):
                 routes["w4a4"][f"prefill_ws{mib}"] = (
                     lambda x, g, b, s, al, ws=ws: prefill.gemm(
                         *_pair(quantized(x, g), b, s), al / g, dtype, None, workspace=ws))
+            routes["w4a16"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm_w4a16(
+                x, b, s, al, "swizzled", dtype, None, mode="fp8")
+            routes["w4a4"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm(
+                *_pair(quantized(x, g), b, s), al / g, dtype, None, mode="fp8")
             routes["w4a16"]["fused"] = lambda x, g, b, s, al: tg.gemm_w4a16(
                 x, b, s, al, "swizzled", dtype, None, config=cfg)
             routes["w4a4"]["fused"] = lambda x, g, b, s, al: tg.gemm(
@@ -110,25 +118,48 @@ def run(args):
                              "route": "cublas_bf16", "ms": base, "error": err,
                              "peak_mib": m * n * 2 / 2**20})
             for kind, table in routes.items():
+                exact = _reference(kind, inputs[0], quantized)
                 for route, fn in table.items():
                     ms, err = timer(fn, inputs, args)
                     row = {"layer": layer, "N": n, "K": k, "M": m, "kind": kind,
                            "route": route,
                            "auto_route": route_taken if route == "auto" else None,
                            "ms": ms, "error": err, "peak_mib": peak_mib(fn, inputs),
+                           "rel_error": _rel_error(fn, inputs[0], exact),
                            "x_cublas": base / ms if base and ms else None,
                            "tflops": 2 * m * n * k / (ms * 1e-3) / 1e12 if ms else None}
-                    if route.startswith("prefill"):
+                    if route.startswith("prefill_ws"):
                         mib = int(route.removeprefix("prefill_ws"))
                         row.update(route="prefill", workspace_mib=mib,
                                    workspace_bytes=prefill.workspace_bytes(
                                        m, n, k, kind == "w4a4", mib << 20))
+                    elif route == "prefill_fp8":
+                        row["workspace_bytes"] = prefill.workspace_bytes(
+                            m, n, k, kind == "w4a4", fp8=True)
                     rows.append(row)
                     print({key: (f"{v:.4g}" if isinstance(v, float) else v)
                            for key, v in row.items() if v is not None}, flush=True)
     rows += _summary(rows)
     harness.write_results("bench_prefill", rows, args.out)
     return rows
+
+
+def _reference(kind, inputs, quantized):
+    """float64 dequantize-then-matmul result for one input set (DESIGN's reference)."""
+    from nvfp4_kernels import reference as ref
+    x, g, b, s, al = inputs
+    if kind == "w4a16":
+        return ref.gemm_w4a16(x, b, s, al, "swizzled", torch.float64, None,
+                              compute_dtype=torch.float64)
+    qa, qs = quantized(x, g)
+    return ref.gemm_w4a4(qa, b, qs, s, al / g, torch.float64, None, compute_dtype=torch.float64)
+
+
+def _rel_error(fn, inputs, exact):
+    got = fn(*inputs)
+    if isinstance(got, str):  # a failed route
+        return None
+    return ((got.double() - exact).norm() / exact.norm()).item()
 
 
 def _pair(q, b, b_scale):

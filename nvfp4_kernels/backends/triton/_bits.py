@@ -111,14 +111,18 @@ def swizzled_offset(r, c, padded_cols_div4):
 def cast_out(x, dtype: tl.constexpr, BF16_BY_BITS: tl.constexpr):
     """float32 -> dtype, round to nearest even.
 
-    The interpreter's float32 -> bf16 cast rounds half up on the dropped bits (not RNE), so under
-    TRITON_INTERPRET the launchers set BF16_BY_BITS and the rounding is done on the bits here;
+    The interpreter's float32 -> bf16 cast rounds half up on the dropped bits (not RNE), and its
+    float32 -> e4m3 cast neither rounds to nearest nor saturates, so under TRITON_INTERPRET the
+    launchers set BF16_BY_BITS and the rounding is done on the bits here (e4m3: |x| <= 448);
     on a GPU the native conversion (cvt.rn) is used.
     """
     if BF16_BY_BITS and dtype == tl.bfloat16:
         b = x.to(tl.int32, bitcast=True)
         r = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
         return r.to(tl.int16).to(tl.bfloat16, bitcast=True)
+    elif BF16_BY_BITS and dtype == tl.float8e4nv:
+        code, _ = e4m3_rne(x)
+        return code.to(tl.uint8).to(tl.float8e4nv, bitcast=True)
     else:
         return x.to(dtype)
 

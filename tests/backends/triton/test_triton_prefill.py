@@ -110,3 +110,76 @@ def test_automatic_choice_hook(monkeypatch, device, gen):
                             args[2], torch.float16, None) == "routed"
     fused = triton_gemm.gemm_w4a16(a, *args, config=plan.config_for(3, True))
     assert isinstance(fused, torch.Tensor) and calls == ["w4a16", "w4a4"]
+
+
+# The opt-in FP8 mode rounds both operands to e4m3 (4 significant bits): it is held to a bar of
+# its own, 5 %, not DESIGN's 5e-3 (random data measured about 3 % here).
+FP8_BAR = 5e-2
+
+
+@pytest.mark.parametrize("per_col", [False, True])
+def test_fp8_mode_w4a16_and_w4a4(per_col, device, gen):
+    m, n, k = 33, 256, 96
+    b, b_scale, gs_b = _weight(n, k, "swizzled", gen)
+    alpha = (1.0 / gs_b).reshape(1)
+    if per_col:
+        alpha = alpha * (torch.rand(n, generator=gen) + 0.5)
+    bias = torch.randn(n, generator=gen)
+    a = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+    got = prefill.gemm_w4a16(a.to(device), b.to(device), b_scale.to(device), alpha.to(device),
+                             "swizzled", torch.bfloat16, bias.to(device),
+                             workspace=SMALL_WORKSPACE // 2, mode="fp8")
+    exp = ref.gemm_w4a16(a, b, b_scale, alpha, "swizzled", torch.float64, bias,
+                         compute_dtype=torch.float64)
+    err = rel_error(got, exp)
+    assert 5e-3 < err <= FP8_BAR  # lossy, and not silently the exact route
+    x = torch.randn(m, k, generator=gen) * 4
+    gs_a = ref.global_scale(x)
+    qa, qa_scale, _ = ref.quantize(x, gs_a, "swizzled")
+    got4 = prefill.gemm(qa.to(device), b.to(device), qa_scale.to(device),
+                        b_scale.to(device), (alpha / gs_a).to(device), torch.float16, None,
+                        workspace=SMALL_WORKSPACE // 2, mode="fp8")
+    exp4 = ref.gemm_w4a4(qa, b, qa_scale, b_scale, alpha / gs_a, torch.float64, None,
+                         compute_dtype=torch.float64)
+    assert got4.dtype == torch.float16 and rel_error(got4, exp4) <= FP8_BAR
+
+
+def test_fp8_mode_is_opt_in_by_environment(monkeypatch):
+    monkeypatch.delenv(prefill.MODE_ENV, raising=False)
+    prefill.clear_mode()
+    assert prefill.mode() == "exact"
+    monkeypatch.setenv(prefill.MODE_ENV, "fp8")
+    assert prefill.mode() == "exact"  # read once
+    prefill.clear_mode()
+    assert prefill.mode() == "fp8"
+    monkeypatch.setenv(prefill.MODE_ENV, "fp4")
+    prefill.clear_mode()
+    with pytest.raises(ValueError, match="NVFP4_PREFILL_MODE"):
+        prefill.mode()
+    monkeypatch.delenv(prefill.MODE_ENV)
+    prefill.clear_mode()
+
+
+def test_fp8_mode_needs_n_multiple_of_16(device, gen):
+    """cuBLASLt's FP8 GEMM needs N % 16 == 0; other shapes take the exact route."""
+    b, b_scale, gs = _weight(40, 32, "linear", gen)
+    a = torch.randn(5, 32, generator=gen).to(torch.float16)
+    alpha = (1.0 / gs).reshape(1)
+    got = prefill.gemm_w4a16(a.to(device), b.to(device), b_scale.to(device), alpha.to(device),
+                             "linear", torch.float16, None, mode="fp8")
+    exp = ref.gemm_w4a16(a, b, b_scale, alpha, "linear", torch.float64, None,
+                         compute_dtype=torch.float64)
+    assert rel_error(got, exp) <= BAR
+
+
+def test_fp8_rows_quantize(device, gen):
+    from nvfp4_kernels.backends.triton import fp8
+    x = torch.randn(6, 2100, generator=gen).to(torch.bfloat16) * 7  # 3 column blocks, a tail
+    x[2] = 0
+    q, scale = fp8.quantize_rows(x.to(device))
+    q, scale = q.cpu(), scale.cpu()
+    amax = x.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    assert torch.equal(scale, amax / 448)
+    want = (x.float() * (448 / amax)).clamp(-448, 448).to(torch.float8_e4m3fn)
+    assert torch.equal(q.view(torch.uint8), want.view(torch.uint8))
+    assert (q[2].float() == 0).all()
