@@ -177,9 +177,13 @@ def test_fp8_rows_quantize(device, gen):
     x = torch.randn(6, 2100, generator=gen).to(torch.bfloat16) * 7  # 3 column blocks, a tail
     x[2] = 0
     q, scale = fp8.quantize_rows(x.to(device))
-    q, scale = q.cpu(), scale.cpu()
+    q, scale = q.cpu().float(), scale.cpu()
     amax = x.float().abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
-    assert torch.equal(scale, amax / 448)
-    want = (x.float() * (448 / amax)).clamp(-448, 448).to(torch.float8_e4m3fn)
-    assert torch.equal(q.view(torch.uint8), want.view(torch.uint8))
-    assert (q[2].float() == 0).all()
+    # Lossy by design (and Triton's float32 "/" is not IEEE on a GPU): the scale is amax / 448
+    # to float32 precision, and each code is the nearest e4m3 value or, at a tie that the
+    # kernel's own rounding of x * 448 / amax moved, its neighbour: within e4m3's half step.
+    torch.testing.assert_close(scale, amax / 448, rtol=1e-6, atol=0)
+    y = x.float() * (448 / amax)
+    step = torch.exp2(torch.floor(torch.log2(y.abs().clamp_min(2.0 ** -6))) - 3)
+    assert ((q - y).abs() <= step / 2 * (1 + 1e-5)).all()
+    assert (q[2] == 0).all() and q.abs().max() == 448
