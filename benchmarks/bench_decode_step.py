@@ -30,18 +30,15 @@ cache and reads V from it (value_cache=None), the K-equals-V mode.
 from __future__ import annotations
 
 import gc
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+from nvfp4_kernels import benchmarking as harness
 
 
 class LayerKind(NamedTuple):

@@ -1,5 +1,5 @@
-"""NVFP4 quantize (given and computed global scale, swizzled and linear scales) and dequantize,
-per backend, as a fraction of the device copy bandwidth measured in the same run.
+"""NVFP4 quantize (given and computed global scale, swizzled and linear scales) per backend, as a
+fraction of the device copy bandwidth measured in the same run (dequantize: bench_dequantize.py).
 
     python benchmarks/bench_quantize.py [--shape 8192 5376] [--backends triton cuda]
                                         [--graph] [--sweep] [--out DIR]
@@ -7,7 +7,7 @@ per backend, as a fraction of the device copy bandwidth measured in the same run
 --graph times CUDA-graph replays over the rotated inputs (harness.graph_ms; launch overhead
 excluded); without it, do_bench over rotated inputs. --sweep also times every Triton tile candidate
 (``backends.triton.quantize.CANDIDATES``) so the default can be set from measurements.
-Bytes moved: x read, packed data and scales written (quantize); the reverse (dequantize). The
+Bytes moved: x read, packed data and scales written (dequantize: bench_dequantize.py). The
 computed-scale quantize reads x twice (amax, then quantize), but is charged the same bytes: its
 fraction of copy bandwidth is what the caller sees. Its ``ceiling`` column is that charge over
 the bytes a two-pass quantize must move when nothing is reused from L2 (x twice, outputs once):
@@ -44,7 +44,7 @@ def run(args):
     nbytes = {"swizzled": rows_ * cols * 2 + rows_ * cols // 2 + srows * scols,
               "linear": rows_ * cols * 2 + rows_ * cols // 2 + rows_ * cols // 16}
     copy_bw = harness.copy_bandwidth(nbytes["swizzled"], device, args)
-    auto = {op: registry.choose(op, device, (dtype,))[0] for op in ("quantize", "dequantize")}
+    auto = {op: registry.choose(op, device, (dtype,))[0] for op in ("quantize",)}
     print(f"automatic choice here: {auto}")
     x_size = torch.empty((), dtype=dtype).element_size()
     # The amax pass alone (the first half of a computed-scale quantize; backend-independent).
@@ -69,12 +69,6 @@ def run(args):
             ceiling = nbytes[layout] / (nbytes[layout] + rows_ * cols * x_size)
             rows += harness.bandwidth_rows({"quantize": computed}, nbytes[layout], copy_bw,
                                            scale="computed", ceiling=ceiling, **fields)
-            if registry.why_not(backend, "dequantize", device, (dtype,)) is None:
-                packed = [nk.quantize(x, gs, scale_layout=layout) for x, gs in inputs]
-                dq = timed(lambda q: nk.dequantize(q, dtype, backend=backend),
-                           [(q,) for q in packed])
-                rows += harness.bandwidth_rows({"dequantize": dq}, nbytes[layout], copy_bw,
-                                               **fields)
     if args.sweep and "triton" in args.backends and registry.why_not(
             "triton", "quantize", device, (dtype,)) is None:
         from nvfp4_kernels.backends.triton import quantize as tq

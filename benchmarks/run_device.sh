@@ -4,7 +4,8 @@
 # non-zero at the end if any step failed, so one run always brings back all the evidence.
 #
 #   OUT=/some/dir bash benchmarks/run_device.sh            # full run (several minutes)
-#   QUICK=1 bash benchmarks/run_device.sh                  # decode sizes only (M = 1, 16)
+#   QUICK=1 bash benchmarks/run_device.sh                  # decode sizes only (M = 1, 16),
+#                                                          # prefill routes at M = 1024 on gate_up
 #   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan/tile candidate
 #
 # Needs python3 with torch and triton (the H100 machine: Python 3.12, torch 2.11, Triton 3.6).
@@ -66,6 +67,11 @@ SWEEP_ARG=()
 step bench_gemm "$PY" benchmarks/bench_gemm.py --out "$OUT" --m "${M_LIST[@]}" "${SWEEP_ARG[@]}"
 step bench_quantize "$PY" benchmarks/bench_quantize.py --graph --backends triton cuda \
     "${SWEEP_ARG[@]}" --out "$OUT"
+step bench_dequantize "$PY" benchmarks/bench_dequantize.py --backends triton cuda \
+    "${SWEEP_ARG[@]}" --out "$OUT"
+PREFILL_ARGS=()
+[ -n "${QUICK:-}" ] && PREFILL_ARGS=(--m 1024 --layers gate_up)
+step bench_prefill "$PY" benchmarks/bench_prefill.py "${PREFILL_ARGS[@]}" --out "$OUT"
 step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --graph --backends triton cuda \
     "${SWEEP_ARG[@]}" --out "$OUT"
 step bench_per_call "$PY" benchmarks/bench_per_call.py --out "$OUT"

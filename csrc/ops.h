@@ -14,6 +14,7 @@ namespace nvfp4 {
 // quantize.cu: generic CUDA (bit manipulation) on every arch, hardware E2M1 on sm_100a/sm_120a.
 std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tensor& global_scale,
                                             bool swizzled);
+// dequantize.cu: every arch; bit-exact lut * s / gs.
 at::Tensor dequantize(const at::Tensor& data, const at::Tensor& scale,
                       const at::Tensor& global_scale, bool swizzled, at::ScalarType dtype);
 

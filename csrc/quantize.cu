@@ -1,5 +1,6 @@
-// Launchers of the quantize/dequantize kernels (csrc/include/nvfp4/quantize.cuh). Compiled for
-// every target arch; the kernel itself picks the hardware E2M1 conversion on sm_100a/sm_120a.
+// Launcher of the quantize kernel (csrc/include/nvfp4/quantize.cuh; dequantize: dequantize.cu).
+// Compiled for every target arch; the kernel itself picks the hardware E2M1 conversion on
+// sm_100a/sm_120a.
 // c10 headers only: ATen/cuda/CUDAContext.h pulls in cuBLAS/cuSPARSE headers that a minimal
 // CUDA toolkit lacks.
 #include <c10/cuda/CUDAException.h>
@@ -76,51 +77,6 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale};
-}
-
-at::Tensor dequantize(const at::Tensor& data, const at::Tensor& scale,
-                      const at::Tensor& global_scale, bool swizzled, at::ScalarType dtype) {
-  check_tensor("data", data, 2);
-  check_dtype("data", data, {at::kByte});
-  check_dtype("scale", scale, {at::kFloat8_e4m3fn});
-  TORCH_CHECK(scale.is_contiguous(), "scale: must be contiguous, got ", describe(scale));
-  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf || dtype == at::kFloat,
-              "dtype: must be bfloat16, float16 or float32, got ", dtype);
-  const int64_t rows = data.size(0), cols = data.size(1) * 2;
-  TORCH_CHECK(cols % kBlock == 0, "data: the logical last dim (2 * ", data.size(1),
-              ") must be a multiple of 16");
-  const QuantizeShape s = make_shape(rows, cols, swizzled);
-  TORCH_CHECK(scale.numel() == s.scale_rows * s.scale_cols, "scale: ",
-              swizzled ? "swizzled" : "linear", " scales for a ", rows, "x", cols, " matrix need ",
-              s.scale_rows, "x", s.scale_cols, " elements, got ", describe(scale));
-  check_f32_scalar("global_scale", global_scale);
-  check_cuda("data", data, data);
-  check_cuda("scale", scale, data);
-  check_cuda("global_scale", global_scale, data);
-
-  const c10::cuda::CUDAGuard guard(data.device());
-  auto out = at::empty({rows, cols}, data.options().dtype(dtype));
-  const int64_t blocks = rows * (cols / kBlock);
-  if (blocks == 0) return out;
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  const auto* d = data.data_ptr<uint8_t>();
-  const auto* sc = reinterpret_cast<const uint8_t*>(scale.data_ptr());
-  const float* gs = global_scale.data_ptr<float>();
-  switch (dtype) {
-    case at::kBFloat16:
-      dequantize_kernel<<<grid_for(blocks), kThreads, 0, stream>>>(
-          d, sc, gs, reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), s);
-      break;
-    case at::kHalf:
-      dequantize_kernel<<<grid_for(blocks), kThreads, 0, stream>>>(
-          d, sc, gs, reinterpret_cast<__half*>(out.data_ptr()), s);
-      break;
-    default:
-      dequantize_kernel<<<grid_for(blocks), kThreads, 0, stream>>>(d, sc, gs,
-                                                                   out.data_ptr<float>(), s);
-  }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
 }
 
 }  // namespace nvfp4

@@ -111,6 +111,28 @@ def test_gemm(kind):
         check_replay(lambda: nk.gemm(nk.quantize(x), w), [x], _refill_randn)
 
 
+@pytest.mark.parametrize("kind", ["w4a16", "w4a4"])
+def test_gemm_prefill_route(kind):
+    """Prefill sizes on SM80-SM90 take backends/triton/prefill.py (dequantize in chunks, then
+    cuBLAS, buffers from the caching allocator); a small workspace forces several chunks."""
+    from nvfp4_kernels.backends.triton import prefill
+    n, k, m = 640, 256, 300
+    w = nk.quantize(_randn(n, k))
+    x = _randn(m, k)
+    alpha = (1.0 / w.global_scale).reshape(1)
+    if kind == "w4a16":
+        check_replay(lambda: prefill.gemm_w4a16(x, w.data, w.scale, alpha, "swizzled",
+                                                torch.bfloat16, None, workspace=256 * k * 2),
+                     [x], _refill_randn)
+    else:
+        def run():
+            q = nk.quantize(x)
+            return prefill.gemm(q.data, w.data, q.scale, w.scale, alpha / q.global_scale,
+                                torch.bfloat16, None, workspace=256 * k * 2)
+        check_replay(run, [x], _refill_randn)
+    check_replay(lambda: nk.gemm(x, w), [x], _refill_randn)  # the automatic choice at M = 300
+
+
 def test_gemm_with_stored_weight_alpha():
     w = nk.quantize(_randn(N, K))
     alpha = torch.ones(1, device="cuda") / w.global_scale.reshape(1)

@@ -38,11 +38,12 @@ ENV_VAR = "NVFP4_BACKEND"
 
 # Automatic order per op, and optionally per (op, GPU major version): (op, major) entries win
 # over op entries, which win over BACKEND_NAMES. Measured reasons, H100 (SM90), 2026-11:
-#   quantize/dequantize: Triton 1.20 TB/s dequantize and 65-67 % of copy bandwidth quantize; the
-#     CUDA kernels measured 0.25 TB/s dequantize (one thread per 16-element block, scalar loads).
-#     The CUDA quantize now uses 16-byte loads but is unmeasured: it stays behind Triton until a
-#     GPU run (benchmarks/bench_quantize.py --backend cuda) shows it ahead. cutlass's quantize is
-#     the same CUDA kernel with the hardware E2M1 conversion (SM100/SM120 only, unmeasured).
+#   quantize: Triton 65-67 % of copy bandwidth. The CUDA quantize now uses 16-byte loads but is
+#     unmeasured: it stays behind Triton until a GPU run (bench_quantize.py --backends triton
+#     cuda) shows it ahead. cutlass's quantize is the same CUDA kernel with the hardware E2M1
+#     conversion (SM100/SM120 only, unmeasured).
+#   dequantize: both kernels were rewritten in issue 9 (word-level decode, no division per value)
+#     and are unmeasured; Triton stays first until benchmarks/bench_dequantize.py says otherwise.
 #   KV cache: Triton is measured bit-exact on the H100; the CUDA kernels were wrong before
 #     issue 10 (grid and index disagreed) and are unmeasured since the fix.
 # GEMM orders are the defaults (cutlass first where it can run); extend this table per arch.

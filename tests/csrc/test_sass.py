@@ -121,3 +121,14 @@ def test_gemm_kernels_only_in_their_arch():
         if arch in ("sm_100a", "sm_120a"):
             continue
         assert not _functions(arch, "GemmUniversal"), f"{arch} has GEMM kernels"
+
+
+def test_sm90_dequantize_is_vectorized_and_spill_free():
+    """csrc/include/nvfp4/dequantize.cuh: 32-bit word loads, one 16-byte store per word (bf16 and
+    fp16; float32 two), fp16x2 multiplies for the scale, no local memory."""
+    kernels = _functions("sm_90a", "dequantize_kernel")
+    assert len(kernels) == 12, sorted(kernels)  # bf16/fp16/fp32 x swizzled/linear x 32/64-bit
+    for name, sass in kernels.items():
+        assert "STG.E.128" in sass, f"{name}: no 16-byte stores"
+        assert re.search(r"\bHMUL2\b", sass), f"{name}: no packed fp16 scale multiply"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"

@@ -33,13 +33,4 @@ __device__ __forceinline__ uint32_t e2m1x2(float lo, float hi) {
 #endif
 }
 
-// E2M1 code -> float (exact).
-__device__ __forceinline__ float e2m1_to_float(uint32_t code) {
-  // Magnitudes of codes 0..7 as float32 bit patterns would need a table; 8 selects stay in
-  // registers and the value is exact either way.
-  const uint32_t m = code & 7u;
-  float v = m < 4 ? 0.5f * static_cast<float>(m) : (m == 4 ? 2.0f : (m == 5 ? 3.0f : (m == 6 ? 4.0f : 6.0f)));
-  return (code & 8u) ? -v : v;
-}
-
 }  // namespace nvfp4

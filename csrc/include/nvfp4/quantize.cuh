@@ -1,6 +1,6 @@
-// NVFP4 quantize and dequantize kernels (torch-free). One thread owns one 16-element block:
-// it reads 16 inputs, writes 8 packed bytes and one e4m3 scale, so every float32 operation of
-// DESIGN §2 happens in one thread in the specified order.
+// NVFP4 quantize kernel (torch-free; dequantize is nvfp4/dequantize.cuh). One thread owns one
+// 16-element block: it reads 16 inputs, writes 8 packed bytes and one e4m3 scale, so every
+// float32 operation of DESIGN §2 happens in one thread in the specified order.
 #pragma once
 
 #include "nvfp4/common.cuh"
@@ -83,49 +83,6 @@ __global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict
     for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(packed[i / 4] >> ((i % 4) * 8));
   }
   scale[scale_index(s, r, c)] = s8;
-}
-
-// x_hat = lut[q] * float(s) / gs in float32, then cast: one thread per 16-element block.
-template <class T>
-__global__ void dequantize_kernel(const uint8_t* __restrict__ data,
-                                  const uint8_t* __restrict__ scale,
-                                  const float* __restrict__ global_scale, T* __restrict__ out,
-                                  QuantizeShape s) {
-  const int64_t blocks_per_row = s.cols / kBlock;
-  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= s.rows * blocks_per_row) return;
-  const int64_t r = b / blocks_per_row, c = b % blocks_per_row;
-  const float s32 = e4m3_to_float(scale[scale_index(s, r, c)]);
-  const float gs = *global_scale;
-  const uint8_t* in = data + r * (s.cols / 2) + c * (kBlock / 2);
-  // The block's 8 packed bytes in one 8-byte load when aligned (the launcher's data tensor is
-  // contiguous with an even pitch; a sliced view may not be 8-byte aligned).
-  uint32_t words[2];
-  if ((reinterpret_cast<uintptr_t>(in) & 7u) == 0) {
-    const uint2 w = *reinterpret_cast<const uint2*>(in);
-    words[0] = w.x;
-    words[1] = w.y;
-  } else {
-    words[0] = words[1] = 0u;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) words[i / 4] |= static_cast<uint32_t>(in[i]) << ((i % 4) * 8);
-  }
-  // 16 outputs written as 16-byte stores (out is a fresh allocation: aligned, and every block
-  // starts 16 * sizeof(T) bytes into a row of 16 * sizeof(T)-multiple pitch).
-  constexpr int kPer = 16 / static_cast<int>(sizeof(T));
-  T* o = out + r * s.cols + c * kBlock;
-#pragma unroll
-  for (int j = 0; j < kBlock / kPer; ++j) {
-    uint4 u;
-    T* e = reinterpret_cast<T*>(&u);
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int i = j * kPer + k;
-      const uint32_t code = (words[i / 8] >> ((i % 8) * 4)) & 15u;
-      e[k] = from_float<T>(__fdiv_rn(__fmul_rn(e2m1_to_float(code), s32), gs));
-    }
-    reinterpret_cast<uint4*>(o)[j] = u;
-  }
 }
 
 }  // namespace nvfp4

@@ -20,7 +20,7 @@ OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write
 # op -> (submodule, function); submodules import triton, so they load on first use only.
 _IMPLS = {
     "quantize": ("quantize", "quantize"),
-    "dequantize": ("quantize", "dequantize"),
+    "dequantize": ("dequantize", "dequantize"),
     "gemm": ("gemm", "gemm"),
     "gemm_w4a16": ("gemm", "gemm_w4a16"),
     "kv_cache_write": ("kv_cache", "kv_cache_write"),

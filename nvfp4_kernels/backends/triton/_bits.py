@@ -111,13 +111,57 @@ def swizzled_offset(r, c, padded_cols_div4):
 def cast_out(x, dtype: tl.constexpr, BF16_BY_BITS: tl.constexpr):
     """float32 -> dtype, round to nearest even.
 
-    The interpreter's float32 -> bf16 cast rounds half up on the dropped bits (not RNE), so under
-    TRITON_INTERPRET the launchers set BF16_BY_BITS and the rounding is done on the bits here;
+    The interpreter's float32 -> bf16 cast rounds half up on the dropped bits (not RNE), and its
+    float32 -> e4m3 cast neither rounds to nearest nor saturates, so under TRITON_INTERPRET the
+    launchers set BF16_BY_BITS and the rounding is done on the bits here (e4m3: |x| <= 448);
     on a GPU the native conversion (cvt.rn) is used.
     """
     if BF16_BY_BITS and dtype == tl.bfloat16:
         b = x.to(tl.int32, bitcast=True)
         r = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
         return r.to(tl.int16).to(tl.bfloat16, bitcast=True)
+    elif BF16_BY_BITS and dtype == tl.float8e4nv:
+        code, _ = e4m3_rne(x)
+        return code.to(tl.uint8).to(tl.float8e4nv, bitcast=True)
     else:
         return x.to(dtype)
+
+
+@triton.jit
+def e2m1_word_pair_fp16(w, P: tl.constexpr):
+    """int32 words of 8 packed nibbles -> nibbles (P, P+4) as fp16 values times 2**-14.
+
+    The same shifts put nibble P in the low and nibble P+4 in the high 16 bits of one word
+    (sign to bit 15/31, exponent/mantissa to bits 9..11/25..27, as e2m1_pair_fp16), so one
+    shift-and-mask pair decodes two values; the halves are then read as fp16.
+    """
+    sign = (w << (12 - 4 * P)) & -2147450880  # 0x80008000
+    if P == 3:
+        em = (w >> 3) & 0x0E000E00  # arithmetic shift: the copied sign bits are masked away
+    else:
+        em = (w << (9 - 4 * P)) & 0x0E000E00
+    pair = sign | em
+    lo = pair.to(tl.int16).to(tl.float16, bitcast=True)
+    hi = (pair >> 16).to(tl.int16).to(tl.float16, bitcast=True)
+    return lo, hi
+
+
+@triton.jit
+def div_by_constant(p, d, r, INTERPRET: tl.constexpr):
+    """RN(p / d) for float32 p = lut * s (times a power of two) and r = RN(1 / d).
+
+    q0 = RN(p * r) is within about an ulp; the residual p - q0 * d is exact in one FMA and a
+    second FMA adds residual * r. For p of at most 6 significant bits (every NVFP4 product)
+    this equals IEEE division for all 2**23 significands of d (exhaustive check in
+    tests/test_exact_division.py), provided every quantity is a normal float32.
+    Signed zero: the residual is formed as q0*d - p and subtracted, so p = -0 gives -0.
+    The interpreter's fma rounds twice (numpy), so there the two FMAs run in float64, which is
+    exact for the residual and double-rounds the final sum only within 2**-53 of a float32 tie.
+    """
+    q0 = p * r
+    if INTERPRET:
+        e = (q0.to(tl.float64) * d.to(tl.float64) - p.to(tl.float64)).to(tl.float32)
+        return (q0.to(tl.float64) - e.to(tl.float64) * r.to(tl.float64)).to(tl.float32)
+    else:
+        e = tl.fma(q0, d, -p)
+        return tl.fma(e, -r, q0)

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels.backends.triton import _bits, prefill
 from nvfp4_kernels.backends.triton import gemv as _gemv
 from nvfp4_kernels.backends.triton._launch import dense, grid_device, interpreting, launch, sm_count
 from nvfp4_kernels.backends.triton.plan import (GEMV_MAX_M, GemmConfig, GemvConfig, config_for,
@@ -214,16 +214,22 @@ def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *, out=Non
     """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N] in out_dtype.
 
     config: a plan.GemmConfig (tensor-core kernel) or plan.GemvConfig (GEMV) to override the
-    choice by M (benchmark sweeps, tests)."""
+    choice by M (benchmark sweeps, tests). With neither config nor out, prefill sizes
+    (plan.PREFILL_MIN_M) take prefill.py's route."""
     if _use_gemv(a, b, config):
         return _gemv.gemv_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, out=out,
                                 config=config)
+    if out is None and config is None and prefill.takes(a):
+        return prefill.gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
     return _launch(a, None, b, b_scale, b_alpha, bias, out_dtype, scale_layout == "swizzled",
                    False, out, config)
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, out=None, config=None):
-    """NVFP4 a [M, K/2] x NVFP4 b [N, K/2], both with swizzled scales -> [M, N]."""
+    """NVFP4 a [M, K/2] x NVFP4 b [N, K/2], both with swizzled scales -> [M, N] (prefill sizes:
+    the dequantize + cuBLAS route, as gemm_w4a16)."""
     if _use_gemv(a, b, config):
         return _gemv.gemv(a, b, a_scale, b_scale, alpha, out_dtype, bias, out=out, config=config)
+    if out is None and config is None and prefill.takes(a):
+        return prefill.gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias)
     return _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, True, True, out, config)

@@ -63,6 +63,17 @@ CANDIDATES: tuple[GemmConfig, ...] = (
 )
 
 
+# Prefill route (backends/triton/prefill.py: dequantize the weight in chunks, then cuBLAS): the
+# smallest M that takes it, per GPU major arch (SM80-SM90, no FP4 tensor cores); archs without an
+# entry never take it automatically. Below it the fused kernel above runs.
+# 256 is an estimate from issue 9's H100 numbers, not a measured crossover yet: at M = 128 on
+# gate_up the fused kernel took 0.335 ms while cuBLAS bf16 alone took 0.18 ms plus ~0.2 ms to
+# dequantize 231 M weights at copy bandwidth; from M = 256 up cuBLAS's lead over the fused kernel
+# (0.29x at M = 1024) exceeds the dequantize cost. benchmarks/bench_prefill.py measures both
+# routes per M; replace these with its crossover.
+PREFILL_MIN_M: dict[int, int] = {8: 256, 9: 256}
+
+
 def config_for(m: int, interpreter: bool = False) -> GemmConfig:
     table = INTERPRETER_TABLE if interpreter else H100_TABLE
     for bound, cfg in table:

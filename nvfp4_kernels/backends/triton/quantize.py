@@ -1,4 +1,5 @@
-"""NVFP4 quantize and dequantize kernels (bit-exact with ``nvfp4_kernels.reference``).
+"""NVFP4 quantize kernels (bit-exact with ``nvfp4_kernels.reference``); dequantize is in
+``dequantize.py``.
 
 One program handles BLOCK_R rows x BLOCK_S scale blocks (BLOCK_S * 16 elements per row). For the
 swizzled layout the grid covers the zero-padded scale matrix [ceil128(R), ceil4(C/16)]: padding
@@ -13,11 +14,11 @@ import triton
 import triton.language as tl
 
 from nvfp4_kernels.backends.triton import _bits
-from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, launch
+from nvfp4_kernels.backends.triton._launch import grid_device, launch
 from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
-# Tile sizes: a [32, 8*16] fp32 tile is 4096 elements, 32 per thread at 4 warps. Quantize and
-# dequantize are memory-bound; this only needs to be large enough for 16-byte loads per thread
+# Tile sizes: a [32, 8*16] fp32 tile is 4096 elements, 32 per thread at 4 warps. Quantize is
+# memory-bound; this only needs to be large enough for 16-byte loads per thread
 # and enough programs in flight. The interpreter runs far faster with fewer, larger programs.
 _BLOCK_R = 32
 _BLOCK_S = 8
@@ -71,31 +72,6 @@ def _quantize_kernel(x_ptr, gs_ptr, data_ptr, scale_ptr, R, C, SROWS, SCOLS, SCP
     tl.store(scale_ptr + soff, s_code.to(tl.uint8), mask=smask)
 
 
-@triton.jit
-def _dequantize_kernel(data_ptr, scale_ptr, gs_ptr, out_ptr, R, C, SCP4,
-                       BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, SWIZZLED: tl.constexpr,
-                       BF16_BY_BITS: tl.constexpr):
-    pid_r = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    rows64 = rows.to(tl.int64)
-    pcols = pid_c * (BLOCK_S * 8) + tl.arange(0, BLOCK_S * 8)
-    scols = pid_c * BLOCK_S + tl.arange(0, BLOCK_S)
-    rmask = (rows < R)[:, None]
-    packed = tl.load(data_ptr + rows64[:, None] * (C // 2) + pcols[None, :],
-                     mask=rmask & (pcols < C // 2)[None, :], other=0)
-    if SWIZZLED:
-        soff = _bits.swizzled_offset(rows64[:, None], scols[None, :], SCP4)
-    else:
-        soff = rows64[:, None] * (C // 16) + scols[None, :]
-    s = tl.load(scale_ptr + soff, mask=rmask & (scols < C // 16)[None, :], other=0)
-    # lut * s is exact in the fp16 tile (times 2**-14); back to float32 and undo the fold exactly.
-    prod = _bits.decode_tile(packed, s, BLOCK_R, BLOCK_S * 16).to(tl.float32) * _bits.FP16_FOLD
-    gs = tl.load(gs_ptr)
-    val = tl.math.div_rn(prod, tl.zeros_like(prod) + gs)
-    cols = pid_c * (BLOCK_S * 16) + tl.arange(0, BLOCK_S * 16)
-    tl.store(out_ptr + rows64[:, None] * C + cols[None, :], _bits.cast_out(val, out_ptr.dtype.element_ty, BF16_BY_BITS),
-             mask=rmask & (cols < C)[None, :])
 
 
 def quantize(x, global_scale, scale_layout, *, out=None, config=None):
@@ -123,22 +99,4 @@ def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     return data, scale
 
 
-def dequantize(data, scale, global_scale, scale_layout, dtype, *, out=None, config=None):
-    """(data, scale) -> lut[q] * s / gs in float32, cast to dtype; bit-exact."""
-    block_r, block_s, warps = config or (_BLOCK_R, _BLOCK_S, _NUM_WARPS)
-    rows, cols = data.shape[0], data.shape[1] * 2
-    swizzled = scale_layout == "swizzled"
-    if out is None:
-        out = torch.empty((rows, cols), dtype=dtype, device=data.device)
-    scp4 = swizzled_shape(rows, cols // BLOCK)[1] // 4
-    grid = (triton.cdiv(rows, block_r), triton.cdiv(cols // BLOCK, block_s))
-    if grid[0] and grid[1]:
-        with grid_device(data):
-            _dequantize_kernel[grid](data, scale.view(torch.uint8),
-                                     global_scale.reshape(1).float(), out, rows, cols, scp4,
-                                     BLOCK_R=block_r, BLOCK_S=block_s, SWIZZLED=swizzled,
-                                     BF16_BY_BITS=interpreting(), num_warps=warps)
-    return out
-
-
-__all__ = ["dequantize", "quantize"]
+__all__ = ["quantize"]

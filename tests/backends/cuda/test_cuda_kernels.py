@@ -11,6 +11,7 @@ import nvfp4_kernels as nk
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda
 from tests.conftest import assert_same_codes
+from tests.dequant_cases import GLOBAL_SCALES, every_code_and_scale, same_bits
 
 _HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 _REASON = cuda.why_unavailable(_HERE)
@@ -61,6 +62,45 @@ def test_dequantize_bit_exact(dtype, layout):
                                      backend="cuda")
     want = ref.dequantize(data, scale, gs, layout, dtype)
     assert torch.equal(_bits(got.cpu()), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_every_code_scale_and_global_scale(dtype, layout):
+    """Every E2M1 code x every finite e4m3 byte, global scales inside and outside the kernel's
+    fast-division range (tests/dequant_cases.py); odd shapes; a view off a 4-byte boundary."""
+    gen = torch.Generator().manual_seed(11)
+    for rows, cols in ((16, 256), (37, 48), (130, 272), (1, 16)):
+        data, scale = every_code_and_scale(rows, cols, gen)
+        scale = ref.swizzle_scales(scale) if layout == "swizzled" else scale
+        for gs_value in GLOBAL_SCALES:
+            gs = torch.tensor(gs_value, dtype=torch.float32)
+            _poison_allocator()
+            got = torch.ops.nvfp4.dequantize(data.cuda(), scale.cuda(), gs.cuda(), layout, dtype,
+                                             backend="cuda")
+            assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype)), \
+                (rows, cols, gs_value)
+    padded = torch.zeros(data.numel() + 1, dtype=torch.uint8, device="cuda")
+    padded[1:] = data.reshape(-1).cuda()
+    got = cuda.dequantize(padded[1:].view(data.shape), scale.cuda(), gs.cuda(), layout, dtype)
+    assert same_bits(got, ref.dequantize(data, scale, gs, layout, dtype))
+
+
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_nan_scale_gives_nan_block(layout):
+    """The e4m3 NaN scale (0x7F, 0xFF: a block quantized from a NaN) reads back as 16 NaNs."""
+    data, scale = every_code_and_scale(4, 64, torch.Generator().manual_seed(5))
+    raw = scale.view(torch.uint8).clone()
+    raw[1, 2], raw[3, 0] = 0x7F, 0xFF
+    scale = raw.view(torch.float8_e4m3fn)
+    scale = ref.swizzle_scales(scale) if layout == "swizzled" else scale
+    gs = torch.tensor(2688.0 / 5.0)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        got = cuda.dequantize(data.cuda(), scale.cuda(), gs.cuda(), layout, dtype).cpu()
+        want = ref.dequantize(data, scale, gs, layout, dtype)
+        nan = torch.isnan(want)
+        assert nan.sum() == 32 and torch.equal(torch.isnan(got), nan)
+        assert same_bits(got[~nan], want[~nan])
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

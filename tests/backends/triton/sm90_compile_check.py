@@ -40,7 +40,8 @@ def _specs():
     import triton
     import triton.language as tl
 
-    from nvfp4_kernels.backends.triton import amax, attention, gemm, gemv, kv_cache, quantize
+    from nvfp4_kernels.backends.triton import (amax, attention, dequantize, gemm, gemv, kv_cache,
+                                               quantize)
     from nvfp4_kernels.backends.triton.plan import config_for, gemv_config_for, split_k_for
 
     specs = []
@@ -119,11 +120,19 @@ def _specs():
                   {"x_ptr": "*bf16", "gs_ptr": "*fp32", "data_ptr": "*u8", "scale_ptr": "*u8",
                    "R": "i32", "C": "i32", "SROWS": "i32", "SCOLS": "i32", "SCP4": "i32"},
                   qb, ["x_ptr", "gs_ptr", "data_ptr", "scale_ptr", "C", "SCOLS"], 4, 3, {}))
-    specs.append(("dequantize", quantize._dequantize_kernel,
-                  {"data_ptr": "*u8", "scale_ptr": "*u8", "gs_ptr": "*fp32", "out_ptr": "*bf16",
-                   "R": "i32", "C": "i32", "SCP4": "i32"},
-                  qb | {"BF16_BY_BITS": False},
-                  ["data_ptr", "scale_ptr", "gs_ptr", "out_ptr", "C"], 4, 3, {}))
+    dq_rows, dq_tiles, dq_warps = dequantize.DEFAULT_CONFIG
+    dq_sig = {"words_ptr": "*i32", "scale_ptr": "*u8", "gs_ptr": "*fp32", "factor_ptr": "*fp32",
+              "out_ptr": "*bf16", "R": "i32", "W": "i32", "SCP4": "i32"}
+    dq_const = dict(BLOCK_R=dq_rows, BLOCK_W=32, ROW_TILES=dq_tiles, SWIZZLED=True, FACTOR=False,
+                    FACTOR_PER_ROW=False, INDEX64=False, INTERPRET=False)
+    dq_div16 = ["words_ptr", "scale_ptr", "gs_ptr", "factor_ptr", "out_ptr", "W"]
+    specs.append(("dequantize", dequantize._dequantize_kernel, dq_sig, dq_const, dq_div16,
+                  dq_warps, 3, {}))
+    specs.append(("dequantize_scaled", dequantize._dequantize_kernel, dq_sig,
+                  dq_const | dict(FACTOR=True, FACTOR_PER_ROW=True), dq_div16, dq_warps, 3, {}))
+    # 64-bit offsets: what the launcher uses for tensors of 2**31 elements or more.
+    specs.append(("dequantize_index64", dequantize._dequantize_kernel, dq_sig,
+                  dq_const | dict(INDEX64=True, SWIZZLED=False), dq_div16, dq_warps, 3, {}))
 
     # Global scale (amax pass): bf16 input, the launcher's block, the division fused.
     specs.append(("global_scale", amax._amax_kernel,
@@ -253,6 +262,8 @@ def main() -> int:
                 sass_ffma=_count(r"\bFFMA\b", sass),
                 sass_ldg128=_count(r"\bLDG\.E\.128\b", sass),
                 sass_ldg128_const=_count(r"\bLDG\.E\.128\.CONSTANT\b", sass),
+                sass_shared=_count(r"\b(?:STS|LDS|LDSM)(?:\.\w+)*\s", sass),
+                sass_fchk=_count(r"\bFCHK\b", sass),
                 registers=_registers(compiled) if sass is not None else None)
         except Exception:
             info["error"] = traceback.format_exc()[-4000:]

@@ -20,8 +20,8 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_kv_cache",
-                                  "bench_decode_step"])
+@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_dequantize",
+                                  "bench_prefill", "bench_kv_cache", "bench_decode_step"])
 def test_help_and_no_gpu_exit(name, capsys):
     module = _load(name)
     with pytest.raises(SystemExit) as exc:
@@ -36,7 +36,7 @@ def test_help_and_no_gpu_exit(name, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
 def test_quantize_smoke(tmp_path):
     rows = _load("bench_quantize").main(["--smoke", "--out", str(tmp_path)])
-    assert {r["op"] for r in rows} == {"amax", "quantize", "dequantize"}
+    assert {r["op"] for r in rows} == {"amax", "quantize"}
     computed = [r for r in rows if r.get("scale") == "computed"]
     assert computed and all(0.5 < r["ceiling"] < 0.6 for r in computed)  # two reads of x
     assert (tmp_path / "bench_quantize.json").exists() and (tmp_path / "bench_quantize.csv").exists()
@@ -63,6 +63,21 @@ def test_decode_attention_kernel_only_smoke(tmp_path):
                                             "triton", "--out", str(tmp_path)])
     assert rows and all(r["op"] == "fp8_decode" and r["bytes"] > 0 for r in rows)
     assert (tmp_path / "bench_decode_attention.csv").exists()
+
+
+def test_dequantize_smoke(tmp_path):
+    rows = _load("bench_dequantize").main(["--smoke", "--out", str(tmp_path)])
+    assert {(r["op"], r["layout"]) for r in rows} == {
+        (op, layout) for op in ("dequantize", "dequantize_scaled")
+        for layout in ("swizzled", "linear")}
+    assert (tmp_path / "bench_dequantize.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
+def test_prefill_smoke(tmp_path):
+    rows = _load("bench_prefill").main(["--smoke", "--out", str(tmp_path)])
+    assert {r["route"] for r in rows} >= {"prefill", "fused"}
+    assert (tmp_path / "bench_prefill.csv").exists()
 
 
 def test_run_device_script_parses():

@@ -25,8 +25,9 @@ REPO = HERE.parents[2]
 GEMMS = ("gemm_w4a16_decode", "gemm_w4a16_prefill", "gemm_w4a4_prefill_noswap")
 GEMVS = ("gemv_w4a16_m1", "gemv_w4a16_m4", "gemv_w4a4_m1")
 ATTENTION = ("attention_decode_d256", "attention_decode_d512")
-KERNELS = GEMMS + GEMVS + ("split_k_reduce", "quantize", "dequantize", "global_scale",
-                           "kv_cache_write", "kv_cache_gather", "attention_combine") + ATTENTION
+KERNELS = GEMMS + GEMVS + ("split_k_reduce", "quantize", "dequantize", "dequantize_scaled",
+                           "dequantize_index64", "global_scale", "kv_cache_write",
+                           "kv_cache_gather", "attention_combine") + ATTENTION
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,17 @@ def test_dequantize_global_scale_and_kv_write_divide_ieee(result):
     _check_ieee(result["kernels"]["dequantize"], "dequantize")
     _check_ieee(result["kernels"]["global_scale"], "global_scale")
     _check_ieee(result["kernels"]["kv_cache_write"], "kv_cache_write")
+
+
+def test_dequantize_stays_in_registers(result):
+    """One word per thread per tile: decode, interleave and the 16-byte store need no shuffle
+    through shared memory (see backends/triton/dequantize.py)."""
+    for name in ("dequantize", "dequantize_scaled", "dequantize_index64"):
+        k = result["kernels"][name]
+        assert k["shared"] == 0 and k["sass_shared"] == 0, f"{name}: shared memory in use"
+    # The fast path divides without div.rn per value: the kernel's only full divisions are the
+    # reciprocal of gs and the out-of-range fallback (one FCHK each per value of the fallback).
+    assert result["kernels"]["dequantize"]["sass_fchk"] <= 9
 
 
 def test_no_flush_to_zero(result):

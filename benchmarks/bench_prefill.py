@@ -1,0 +1,199 @@
+"""Prefill-size NVFP4 GEMMs per route, with each route's peak GPU memory, on the Gemma-4-31B
+layer shapes, against cuBLAS bf16 measured in the same run.
+
+    python benchmarks/bench_prefill.py [--m 128 256 512 1024 2048 8192] [--workspace-mib 16 64]
+                                       [--layers gate_up qkv o down] [--out DIR]
+
+Routes (CUDA-graph replay over rotated inputs, harness.graph_ms):
+  prefill_wsX   backends/triton/prefill.py: dequantize the weight in chunks of at most X MiB,
+                torch.mm per chunk (X = 64 is the library default; a smaller X may keep the
+                chunk in L2 between the dequantize and the GEMM)
+  prefill_fp8   the same route in its opt-in, lossy FP8 mode (NVFP4_PREFILL_MODE=fp8): e4m3
+                weight chunks and activations, torch._scaled_mm with row-wise scales
+  fused         the Triton kernel that decodes in its K loop (plan.config_for(M))
+  auto          the automatic choice (torch.ops.nvfp4 op, no backend forced); `auto_route`
+                says which of the two it took
+  cublas_bf16   torch.mm on a bf16 weight: the baseline of every `*_x_cublas` ratio
+W4A4 rows include quantizing the bf16 activations (a given global scale, as a checkpoint's
+input_scale provides) in every route's time. `rel_error` is ||D - D_ref|| / ||D_ref|| of the
+route's output against the float64 dequantize-then-matmul reference (DESIGN's bar: 5e-3 for the
+exact routes; the FP8 mode is lossy and reports its error here). `*_peak_mib` is torch.cuda.max_memory_allocated
+during one eager call minus what was allocated before it: the output plus any workspace.
+The last rows (`summary`) give, per kind, the smallest M from which the best prefill route beats
+the fused kernel on every layer at that M and above: the value for plan.PREFILL_MIN_M.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nvfp4_kernels import benchmarking as harness
+
+LAYERS = {"gate_up": (43008, 5376), "qkv": (16384, 5376), "o": (5376, 8192),
+          "down": (5376, 21504)}
+SMOKE_LAYERS = {"tiny": (320, 128)}
+
+
+def _weight(n, k, device):
+    from nvfp4_kernels import reference as ref
+    w = torch.randn(n, k, device=device, dtype=torch.bfloat16)
+    gs = ref.global_scale(w)
+    data, scale, _ = ref.quantize(w, gs, "swizzled")
+    return data, scale, (1.0 / gs).reshape(1).float()
+
+
+def peak_mib(fn, inputs) -> float | None:
+    """Extra GPU memory one eager call holds at its peak (output included), MiB."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    out = fn(*inputs[0])
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - before
+    del out
+    return peak / 2**20
+
+
+def run(args):
+    device = harness.setup_device(args)
+    import nvfp4_kernels as nk  # noqa: F401  (registers the ops)
+    from nvfp4_kernels.backends.triton import gemm as tg
+    from nvfp4_kernels.backends.triton import prefill
+    from nvfp4_kernels.backends.triton.plan import config_for
+
+    on_gpu = device.type == "cuda"
+    layers = SMOKE_LAYERS if args.smoke else {k: LAYERS[k] for k in args.layers}
+    ms_list = [16, 40] if args.smoke else args.m
+    dtype = torch.bfloat16 if on_gpu else torch.float16  # interpreter: fp16 dots
+    timer = harness.try_graph if on_gpu else harness.try_time
+    workspaces = [1] if args.smoke else args.workspace_mib
+    rows = []
+    for layer, (n, k) in layers.items():
+        weights = harness.rotated(lambda: _weight(n, k, device))
+        for m in ms_list:
+            def make_x(w):
+                x = torch.randn(m, k, device=device, dtype=dtype)
+                return (x, torch.tensor(2688.0 / 4.0, device=device), *w)
+            inputs = [make_x(w) for w in weights]
+            cfg = config_for(m, not on_gpu)
+
+            def quantized(x, gs_x):
+                return torch.ops.nvfp4.quantize(x, gs_x, "swizzled")
+
+            routes = {"w4a16": {}, "w4a4": {}}
+            for mib in workspaces:
+                ws = mib << 20
+                routes["w4a16"][f"prefill_ws{mib}"] = (
+                    lambda x, g, b, s, al, ws=ws: prefill.gemm_w4a16(
+                        x, b, s, al, "swizzled", dtype, None, workspace=ws))
+                routes["w4a4"][f"prefill_ws{mib}"] = (
+                    lambda x, g, b, s, al, ws=ws: prefill.gemm(
+                        *_pair(quantized(x, g), b, s), al / g, dtype, None, workspace=ws))
+            routes["w4a16"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm_w4a16(
+                x, b, s, al, "swizzled", dtype, None, mode="fp8")
+            routes["w4a4"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm(
+                *_pair(quantized(x, g), b, s), al / g, dtype, None, mode="fp8")
+            routes["w4a16"]["fused"] = lambda x, g, b, s, al: tg.gemm_w4a16(
+                x, b, s, al, "swizzled", dtype, None, config=cfg)
+            routes["w4a4"]["fused"] = lambda x, g, b, s, al: tg.gemm(
+                *_pair(quantized(x, g), b, s), al / g, dtype, None, config=cfg)
+            routes["w4a16"]["auto"] = lambda x, g, b, s, al: torch.ops.nvfp4.gemm_w4a16(
+                x, b, s, al, "swizzled", dtype, None, None)
+            routes["w4a4"]["auto"] = lambda x, g, b, s, al: torch.ops.nvfp4.gemm(
+                *_pair(quantized(x, g), b, s), al / g, dtype, None, None)
+            route_taken = "prefill" if prefill.takes(inputs[0][0]) else "fused"
+            base = None
+            if on_gpu:
+                base, err = harness.try_graph(lambda a, w: a @ w.T, harness.rotated(lambda: (
+                    torch.randn(m, k, device=device, dtype=torch.bfloat16),
+                    torch.randn(n, k, device=device, dtype=torch.bfloat16))), args)
+                rows.append({"layer": layer, "N": n, "K": k, "M": m, "kind": "baseline",
+                             "route": "cublas_bf16", "ms": base, "error": err,
+                             "peak_mib": m * n * 2 / 2**20})
+            for kind, table in routes.items():
+                exact = _reference(kind, inputs[0], quantized)
+                for route, fn in table.items():
+                    ms, err = timer(fn, inputs, args)
+                    row = {"layer": layer, "N": n, "K": k, "M": m, "kind": kind,
+                           "route": route,
+                           "auto_route": route_taken if route == "auto" else None,
+                           "ms": ms, "error": err, "peak_mib": peak_mib(fn, inputs),
+                           "rel_error": _rel_error(fn, inputs[0], exact),
+                           "x_cublas": base / ms if base and ms else None,
+                           "tflops": 2 * m * n * k / (ms * 1e-3) / 1e12 if ms else None}
+                    if route.startswith("prefill_ws"):
+                        mib = int(route.removeprefix("prefill_ws"))
+                        row.update(route="prefill", workspace_mib=mib,
+                                   workspace_bytes=prefill.workspace_bytes(
+                                       m, n, k, kind == "w4a4", mib << 20))
+                    elif route == "prefill_fp8":
+                        row["workspace_bytes"] = prefill.workspace_bytes(
+                            m, n, k, kind == "w4a4", fp8=True)
+                    rows.append(row)
+                    print({key: (f"{v:.4g}" if isinstance(v, float) else v)
+                           for key, v in row.items() if v is not None}, flush=True)
+    rows += _summary(rows)
+    harness.write_results("bench_prefill", rows, args.out)
+    return rows
+
+
+def _reference(kind, inputs, quantized):
+    """float64 dequantize-then-matmul result for one input set (DESIGN's reference)."""
+    from nvfp4_kernels import reference as ref
+    x, g, b, s, al = inputs
+    if kind == "w4a16":
+        return ref.gemm_w4a16(x, b, s, al, "swizzled", torch.float64, None,
+                              compute_dtype=torch.float64)
+    qa, qs = quantized(x, g)
+    return ref.gemm_w4a4(qa, b, qs, s, al / g, torch.float64, None, compute_dtype=torch.float64)
+
+
+def _rel_error(fn, inputs, exact):
+    got = fn(*inputs)
+    if isinstance(got, str):  # a failed route
+        return None
+    return ((got.double() - exact).norm() / exact.norm()).item()
+
+
+def _pair(q, b, b_scale):
+    """(a, b, a_scale, b_scale) for the W4A4 ops from quantize's (data, scale) of the input."""
+    return q[0], b, q[1], b_scale
+
+
+def _summary(rows):
+    """Per kind: the smallest M from which the best prefill route beats `fused` everywhere."""
+    out = []
+    for kind in ("w4a16", "w4a4"):
+        ms_seen = sorted({r["M"] for r in rows if r.get("kind") == kind})
+        wins = {}
+        for m in ms_seen:
+            sel = [r for r in rows if r.get("kind") == kind and r["M"] == m and r.get("ms")]
+            ok = True
+            for layer in {r["layer"] for r in sel}:
+                pre = [r["ms"] for r in sel if r["layer"] == layer and r["route"] == "prefill"]
+                fused = [r["ms"] for r in sel if r["layer"] == layer and r["route"] == "fused"]
+                ok &= bool(pre and fused) and min(pre) < fused[0]
+            wins[m] = ok
+        crossover = None
+        for m in reversed(ms_seen):
+            if not wins[m]:
+                break
+            crossover = m
+        out.append({"kind": kind, "route": "summary", "prefill_wins_from_M": crossover})
+        print(out[-1])
+    return out
+
+
+def main(argv=None):
+    p = harness.common_args(__doc__.splitlines()[0])
+    p.add_argument("--m", type=int, nargs="+", default=[128, 256, 512, 1024, 2048, 8192])
+    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    p.add_argument("--workspace-mib", type=int, nargs="+", default=[16, 64],
+                   help="prefill weight-chunk workspace bounds to time (MiB)")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Prefill GEMM route for GPUs without FP4 tensor cores: dequantize, then cuBLAS.
+
+At prefill sizes (hundreds of tokens and more) the GEMM is compute-bound and the fused Triton
+kernel's in-loop decode keeps its tensor cores waiting (issue 9: 0.28x cuBLAS bf16 at M = 8192 on
+the H100). This route dequantizes the weight at memory speed (``dequantize.dequantize_scaled``)
+into a bf16/fp16 workspace, one chunk of weight rows at a time, and hands each chunk to cuBLAS
+(``torch.mm`` / ``torch.addmm``), which writes straight into the chunk's columns of the output
+(a strided view with leading dimension N: no copy).
+
+Workspace (the memory this route costs beyond its output):
+
+* weight: ``chunk_rows(K) x K`` elements of 2 bytes, at most ``WORKSPACE_BYTES`` (64 MiB): 6144
+  rows for K = 5376, 1536 rows for K = 21504. One buffer serves every chunk: the stream orders a
+  chunk's dequantize after the previous chunk's GEMM has read the buffer.
+* W4A4 also dequantizes the activations once, ``M x K`` bf16: the size of the bf16 activations a
+  W4A16 layer takes as input (88 MiB at M = 8192, K = 5376).
+
+The buffers come from PyTorch's caching allocator on every call, so the route is CUDA-graph
+capturable (the graph's private pool keeps them) and eager calls reuse cached blocks.
+
+Numerics (DESIGN's bar, ``||D - D_ref|| / ||D_ref|| <= 5e-3`` against float64): the weight chunk
+holds ``lut * s * alpha[n]`` rounded once to the compute dtype (alpha = 1/gs_b, or 1/(gs_a*gs_b)
+for W4A4, folded in so that cuBLAS needs no epilogue), the W4A4 activations hold ``lut * s``
+exactly; cuBLAS accumulates in float32. W4A16 computes in the activations' dtype. W4A4 computes
+in bf16 whatever the output dtype: its weight chunk is W/gs_a, which can fall below fp16's
+normal range; an fp16 output is then one extra rounding of the bf16 result.
+
+Opt-in FP8 mode (lossy; ``NVFP4_PREFILL_MODE=fp8``, read on first use, or ``mode="fp8"``):
+the weight chunk is dequantized straight to e4m3 as ``lut * s / 8`` (every product fits below
+448; rounding a 6-bit product to e4m3's 4 significant bits is the loss) with per-column scale
+``8 * alpha[n]``, the activations are quantized to e4m3 per row (``fp8.quantize_rows``; W4A4:
+``lut * s / 8`` of the activations with scale 8), and ``torch._scaled_mm`` with row-wise scales
+multiplies them on the FP8 tensor cores (twice the bf16 rate on Hopper). The weight chunk takes
+1 byte per element, so a chunk holds twice the rows. ``benchmarks/bench_prefill.py`` reports
+its error against the float64 reference next to its speed. Needs N a multiple of 16 (cuBLASLt);
+other shapes run the exact route.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nvfp4_kernels.backends import registry
+from nvfp4_kernels.backends.triton import fp8, plan
+from nvfp4_kernels.backends.triton.dequantize import dequantize_scaled
+from nvfp4_kernels.reference import BLOCK, swizzled_shape
+
+WORKSPACE_BYTES = 64 << 20  # bound of the dequantized weight chunk
+_ROW_ALIGN = 128            # chunks start on 128-row tiles of the swizzled scale layout
+MODE_ENV = "NVFP4_PREFILL_MODE"
+MODES = ("exact", "fp8")
+_FP8_FOLD = 0.125           # lut * s <= 6 * 448 = 2688; / 8 fits e4m3 (max 448) exactly
+
+_mode: list = []
+
+
+def mode() -> str:
+    """The prefill numerics: "exact" (default) or the opt-in, lossy "fp8" (NVFP4_PREFILL_MODE,
+    read on first use; clear_mode() reads it again)."""
+    if not _mode:
+        value = os.environ.get(MODE_ENV) or "exact"
+        if value not in MODES:
+            raise ValueError(f"{MODE_ENV}: expected one of {MODES}, got {value!r}")
+        _mode.append(value)
+    return _mode[0]
+
+
+def clear_mode() -> None:
+    _mode.clear()
+
+
+def takes(a: torch.Tensor) -> bool:
+    """Whether the automatic choice sends this GEMM here: a CUDA GPU whose arch has a measured
+    crossover in plan.PREFILL_MIN_M, and at least that many tokens."""
+    if not a.is_cuda:
+        return False
+    bound = plan.PREFILL_MIN_M.get(registry.capability(a.device)[0])
+    return bound is not None and a.shape[0] >= bound
+
+
+def chunk_rows(k: int, workspace_bytes: int = WORKSPACE_BYTES, element_bytes: int = 2) -> int:
+    """Weight rows per chunk: as many 128-row tiles as fit the workspace, at least one."""
+    return max(_ROW_ALIGN, workspace_bytes // (element_bytes * k) // _ROW_ALIGN * _ROW_ALIGN)
+
+
+def workspace_bytes(m: int, n: int, k: int, w4a4: bool, budget: int = WORKSPACE_BYTES,
+                    fp8: bool = False) -> int:
+    """Bytes this route allocates besides its output (for docs and benchmarks)."""
+    size = 1 if fp8 else 2
+    weight = min(chunk_rows(k, budget, size), -(-n // _ROW_ALIGN) * _ROW_ALIGN) * k * size
+    # Activations: W4A4 dequantizes them (bf16, or e4m3 in FP8 mode); FP8 W4A16 quantizes them
+    # to e4m3 plus one float32 scale per row.
+    act = m * k * size if (w4a4 or fp8) else 0
+    return weight + act + (4 * m if fp8 else 0)
+
+
+def _scale_rows(scale: torch.Tensor, scale_layout: str, n0: int, rows: int, k: int):
+    """The scales of weight rows [n0, n0 + rows), n0 a multiple of 128, in the same layout."""
+    if scale_layout == "linear":
+        return scale[n0:n0 + rows]
+    tile = swizzled_shape(1, k // BLOCK)[1] * _ROW_ALIGN  # bytes per 128-row tile
+    first, tiles = n0 // _ROW_ALIGN, -(-rows // _ROW_ALIGN)
+    return scale.reshape(-1)[first * tile:(first + tiles) * tile]
+
+
+def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias, budget):
+    m, n, k = a.shape[0], b.shape[0], b.shape[1] * 2
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        return out.zero_() if bias is None else out.copy_(bias.to(out_dtype).expand(m, n))
+    rows = min(chunk_rows(k, budget), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
+    ws = torch.empty((rows, k), dtype=compute_dtype, device=a.device)
+    alpha = alpha.reshape(-1).float()
+    per_row = alpha.numel() > 1
+    bias_c = bias.to(compute_dtype) if bias is not None else None
+    direct = out_dtype == compute_dtype
+    for n0 in range(0, n, rows):
+        nc = min(rows, n - n0)
+        w = dequantize_scaled(b[n0:n0 + nc], _scale_rows(b_scale, scale_layout, n0, nc, k),
+                              alpha[n0:n0 + nc] if per_row else alpha, scale_layout,
+                              compute_dtype, out=ws[:nc])
+        dst = out[:, n0:n0 + nc]
+        if bias_c is None:
+            res = torch.mm(a, w.t(), out=dst) if direct else torch.mm(a, w.t())
+        else:
+            res = torch.addmm(bias_c[n0:n0 + nc], a, w.t(), out=dst) if direct else \
+                torch.addmm(bias_c[n0:n0 + nc], a, w.t())
+        if not direct:
+            dst.copy_(res)
+    return out
+
+
+def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, budget):
+    """D = (a8 * a_scale[m]) @ (w8 * 8 alpha[n])^T per weight chunk on FP8 tensor cores."""
+    m, n, k = a8.shape[0], b.shape[0], b.shape[1] * 2
+    out = torch.empty((m, n), dtype=out_dtype, device=a8.device)
+    if m == 0 or n == 0:
+        return out
+    rows = min(chunk_rows(k, budget, 1), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
+    ws = torch.empty((rows, k), dtype=torch.float8_e4m3fn, device=a8.device)
+    fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a8.device)
+    b_scale_cols = (alpha.reshape(1, -1).float() / _FP8_FOLD).expand(1, n).contiguous()
+    for n0 in range(0, n, rows):
+        nc = min(rows, n - n0)
+        w8 = dequantize_scaled(b[n0:n0 + nc], _scale_rows(b_scale, scale_layout, n0, nc, k),
+                               fold, scale_layout, torch.float8_e4m3fn, out=ws[:nc])
+        # Row-wise scaled FP8 GEMM (bf16 output is what cuBLASLt offers with row-wise scales);
+        # the chunk is then copied into its output columns.
+        res = torch._scaled_mm(a8, w8.t(), scale_a=a_scale,
+                               scale_b=b_scale_cols[:, n0:n0 + nc], out_dtype=torch.bfloat16)
+        if bias is not None:
+            res = res + bias[n0:n0 + nc].to(res.dtype)
+        out[:, n0:n0 + nc].copy_(res)
+    return out
+
+
+def _fp8_ok(n: int, mode_: str | None) -> bool:
+    return (mode_ or mode()) == "fp8" and n % 16 == 0
+
+
+def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *,
+               workspace=WORKSPACE_BYTES, mode=None):
+    """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N], as gemm.gemm_w4a16.
+    mode: "exact" or "fp8" (default: the NVFP4_PREFILL_MODE setting, see mode())."""
+    if _fp8_ok(b.shape[0], mode):
+        a8, a_scale = fp8.quantize_rows(a)
+        return _fp8_chunked(a8, a_scale, b, b_scale, b_alpha, scale_layout, out_dtype, bias,
+                            workspace)
+    return _chunked(a, b, b_scale, b_alpha, scale_layout, a.dtype, out_dtype, bias, workspace)
+
+
+def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, workspace=WORKSPACE_BYTES,
+         mode=None):
+    """NVFP4 a [M, K/2] x NVFP4 b [N, K/2] (swizzled scales) -> [M, N], as gemm.gemm."""
+    if _fp8_ok(b.shape[0], mode):
+        fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a.device)
+        a8 = dequantize_scaled(a, a_scale, fold, "swizzled", torch.float8_e4m3fn)
+        a_rows = torch.full((a.shape[0], 1), 1.0 / _FP8_FOLD, dtype=torch.float32,
+                            device=a.device)
+        return _fp8_chunked(a8, a_rows, b, b_scale, alpha, "swizzled", out_dtype, bias,
+                            workspace)
+    one = torch.ones(1, dtype=torch.float32, device=a.device)
+    a_hat = dequantize_scaled(a, a_scale, one, "swizzled", torch.bfloat16)  # lut * s, exact
+    return _chunked(a_hat, b, b_scale, alpha, "swizzled", torch.bfloat16, out_dtype, bias,
+                    workspace)
+
+
+__all__ = ["MODES", "MODE_ENV", "WORKSPACE_BYTES", "chunk_rows", "clear_mode", "gemm",
+           "gemm_w4a16", "mode", "takes", "workspace_bytes"]
