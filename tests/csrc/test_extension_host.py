@@ -3,6 +3,9 @@ checks, and CUTLASS's scale-factor layout against the swizzled layout of DESIGN 
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 import pytest
 import torch
 
@@ -22,6 +25,34 @@ def _operands(m=1, n=64, k=64, sf_k=None):
     a_s = torch.zeros(-(-m // 128) * 128, sf_cols).to(E4M3)
     b_s = torch.zeros(-(-n // 128) * 128, sf_cols).to(E4M3)
     return a, b, a_s, b_s, torch.ones(())
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _defining_file(handle: ctypes.CDLL, symbol: str) -> str:
+    """The file whose definition of `symbol` a lookup from `handle` binds to (dlsym searches the
+    module first, then its dependencies)."""
+    address = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
+    libc = ctypes.CDLL(None)
+    info = _DlInfo()
+    assert libc.dladdr(ctypes.c_void_p(address), ctypes.byref(info)), symbol
+    return os.path.realpath(info.dli_fname.decode())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's dynamic loader")
+def test_extension_carries_no_cxx_runtime_of_its_own():
+    """A libstdc++ linked statically into the module is a second C++ runtime beside torch's: on
+    the GPU machine (its g++ had no usable libstdc++.so) every error message crashed the process
+    (issue 10). The runtime's own functions must come from the shared library torch loaded."""
+    handle = ctypes.CDLL(C.__file__)  # already loaded: the same handle
+    module = os.path.realpath(C.__file__)
+    for symbol in ("_ZNSt6locale7classicEv", "__cxa_throw", "_ZNSo9_M_insertIlEERSoT_"):
+        where = _defining_file(handle, symbol)
+        assert where != module, f"{symbol} is defined inside the extension (static libstdc++)"
+        assert "libstdc++" in os.path.basename(where), (symbol, where)
 
 
 def test_compiled_archs_listed():
@@ -89,5 +120,8 @@ def test_gemm_entry_points(arch, flag):
 def test_quantize_checks_before_device():
     with pytest.raises(RuntimeError, match="multiple of 16"):
         C.quantize(torch.zeros(2, 24), torch.ones(()), True)
-    with pytest.raises(RuntimeError, match="x: must be a CUDA tensor"):
+    # The message is built in the extension's ostringstream: where the GPU machine crashed while
+    # the module carried its own libstdc++ (issue 10).
+    with pytest.raises(RuntimeError, match=r"x: must be a CUDA tensor, got shape \[2, 32\], "
+                                           r"dtype Float, device cpu"):
         C.quantize(torch.zeros(2, 32), torch.ones(()), True)
