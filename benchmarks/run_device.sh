@@ -69,6 +69,12 @@ step bench_quantize "$PY" benchmarks/bench_quantize.py --graph --backends triton
 step bench_kv_cache "$PY" benchmarks/bench_kv_cache.py --graph --backends triton cuda \
     "${SWEEP_ARG[@]}" --out "$OUT"
 step bench_per_call "$PY" benchmarks/bench_per_call.py --out "$OUT"
+# Decode attention alone (bandwidth fraction, vs gather + SDPA), then the Gemma-4-31B step.
+step bench_decode_attention "$PY" benchmarks/bench_decode_step.py --kernel-only \
+    "${SWEEP_ARG[@]}" --out "$OUT"
+DECODE_ARGS=()
+[ -n "${QUICK:-}" ] && DECODE_ARGS=(--batches 1 8 --contexts 4096)
+step bench_decode_step "$PY" benchmarks/bench_decode_step.py "${DECODE_ARGS[@]}" --out "$OUT"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}"

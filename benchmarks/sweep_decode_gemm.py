@@ -1,7 +1,10 @@
 """Launch shapes of the CUDA decode GEMM (csrc/gemm_decode.cu `variant`), timed by CUDA-graph
 replay on the Gemma-4-31B layers, to choose the default.
 
-    python benchmarks/sweep_decode_gemm.py [--m 1 8 16] [--variants 0 1 2 3] [--out DIR]
+    python benchmarks/sweep_decode_gemm.py [--m 1 8 16] [--variants 0 1 ...] [--out DIR]
+
+Every variant's output is also compared with variant 0 on the first rotated input
+(`vN_max_diff`: a launch shape must not change the result beyond fp32 summation order).
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ def run(args):
         return []
     from nvfp4_kernels import _extension
     ext = _extension.extension()
+    variants = args.variants or list(range(getattr(ext, "DECODE_GEMM_VARIANTS", 1)))
     rows = []
     for layer, (n, k) in LAYERS.items():
         for m in args.m:
             inputs = [(torch.randn(m, k, device=device, dtype=torch.bfloat16), *w)
                       for w in harness.rotated(lambda: _nvfp4_weight(n, k, device))]
             row = {"layer": layer, "N": n, "K": k, "M": m}
-            for v in args.variants:
+            a0, b0, s0, al0 = inputs[0]
+            first = ext.gemm_decode(a0, None, b0, s0, True, al0, None, torch.bfloat16, 0).float()
+            for v in variants:
+                other = ext.gemm_decode(a0, None, b0, s0, True, al0, None, torch.bfloat16, v)
+                row[f"v{v}_max_diff"] = float((other.float() - first).abs().max()
+                                              / first.abs().max().clamp_min(1e-30))
                 row[f"v{v}_ms"], err = harness.try_graph(
                     lambda a, b, s, al, v=v: ext.gemm_decode(a, None, b, s, True, al, None,
                                                              torch.bfloat16, v), inputs, args)
@@ -44,7 +53,8 @@ def run(args):
 def main(argv=None):
     p = harness.common_args(__doc__.splitlines()[0])
     p.add_argument("--m", type=int, nargs="+", default=[1, 8, 16])
-    p.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--variants", type=int, nargs="+", default=None,
+                   help="launch shapes to time (default: all the extension has)")
     return run(p.parse_args(argv))
 
 

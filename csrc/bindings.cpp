@@ -79,6 +79,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
 #ifdef NVFP4_WITH_DECODE_GEMM
   m.attr("HAS_DECODE_GEMM") = true;
+  m.attr("DECODE_GEMM_VARIANTS") = nvfp4::kDecodeGemmVariants;
 #else
   m.attr("HAS_DECODE_GEMM") = false;
 #endif

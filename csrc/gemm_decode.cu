@@ -1,6 +1,8 @@
 // Launcher of the decode-size NVFP4 GEMM (csrc/include/nvfp4/decode_gemm.cuh), SM80-SM90.
 // W4A16 (fp16/bf16 activations) and W4A4 (packed activations) for 1 <= M <= 16 tokens; the
 // Python backend (nvfp4_kernels/backends/cuda.py) sends other shapes to the Triton kernels.
+#include <atomic>
+
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/ops/empty.h>
@@ -15,26 +17,50 @@ namespace {
 
 using decode_gemm::Act;
 
-using decode_gemm::Shape;
-
 template <Act A, int MT, class S>
 void launch(const decode_gemm::Params& p, cudaStream_t stream) {
-  const dim3 grid((p.n + 15) / 16);
-  const size_t smem = sizeof(float) * S::KW * MT * 4 * 32;
-  decode_gemm::decode_gemm_kernel<A, MT, S><<<grid, S::kThreads, smem, stream>>>(p);
+  constexpr int kRows = 16 * S::WT;
+  const dim3 grid((p.n + kRows - 1) / kRows);
+  constexpr size_t kSmem = S::kRingBytes + sizeof(float) * S::KW * S::WT * MT * 4 * 32;
+  auto* kernel = decode_gemm::decode_gemm_kernel<A, MT, S>;
+  if constexpr (kSmem > 48 * 1024) {
+    // Past 48 KB a kernel must opt in, once per device.
+    static std::atomic<uint64_t> opted{0};
+    int device = 0;
+    C10_CUDA_CHECK(cudaGetDevice(&device));
+    const uint64_t bit = uint64_t{1} << (device & 63);
+    if (!(opted.load(std::memory_order_relaxed) & bit)) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(kSmem)));
+      opted.fetch_or(bit);
+    }
+  }
+  kernel<<<grid, S::kThreads, kSmem, stream>>>(p);
 }
 
-// Launch shapes (the `variant` argument; benchmarks/sweep_decode_gemm.py times them). Variant 0
-// won on every Gemma-4-31B layer at M = 1, 8, 16 on the H100 (docs/performance.md): 8 warps
-// split K, so even N = 5376 layers (336 CTAs) put ~20 warps on each SM, and a 2-deep ring keeps
-// the registers at 3 CTAs per SM with one token tile.
+// Launch shapes (the `variant` argument, 0 <= variant < kDecodeGemmVariants;
+// benchmarks/sweep_decode_gemm.py times them, tests/backends/cuda/test_decode_gemm.py checks
+// every one). 0 is the default.
 template <Act A, int MT>
 void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stream) {
+  using decode_gemm::Shape;
   switch (variant) {
-    case 1: launch<A, MT, Shape<4, 3, MT == 1 ? 5 : 3>>(p, stream); break;
-    case 2: launch<A, MT, Shape<16, 2, 1>>(p, stream); break;
-    case 3: launch<A, MT, Shape<8, 2, MT == 1 ? 4 : 2>>(p, stream); break;
-    default: launch<A, MT, Shape<8, 2, MT == 1 ? 3 : 2>>(p, stream);
+    // Register ring, 2 stages, one 16-row tile per warp (also the path for scale views that are
+    // not 4-byte aligned).
+    case 1: launch<A, MT, Shape<8, 2, MT == 1 ? 3 : 2>>(p, stream); break;
+    // Shared-memory ring, 3 stages, two row tiles per warp.
+    case 2: launch<A, MT, Shape<8, 3, MT == 1 ? 3 : 2, 2, true>>(p, stream); break;
+    // Shared-memory ring, 4 warps per CTA, two row tiles per warp.
+    case 3: launch<A, MT, Shape<4, 4, MT == 1 ? 5 : 3, 2, true>>(p, stream); break;
+    // Shared-memory ring, 4 stages, two row tiles per warp, 2 CTAs per SM.
+    case 4: launch<A, MT, Shape<8, 4, 2, 2, true>>(p, stream); break;
+    // The default (H100 sweep, docs/performance.md): one token tile (M <= 8) streams one
+    // 16-row tile per warp through a 4-stage ring, 4 CTAs per SM; two token tiles reuse each
+    // activation register over two row tiles (at M = 16 the activations a CTA reads from L2
+    // otherwise dominate), 3 stages, 2 CTAs per SM.
+    default:
+      if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true>>(p, stream);
+      else launch<A, MT, Shape<8, 3, 2, 2, true>>(p, stream);
   }
 }
 
@@ -122,7 +148,10 @@ at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_s
   p.bias_kind = bias_kind;
   p.out_bf16 = out_dtype == at::kBFloat16;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int v = static_cast<int>(variant);
+  // Out-of-range variants run the default; the shared-memory ring copies scales in aligned
+  // 4-byte words, so a scale view that is not 4-byte aligned takes the register ring instead.
+  int v = variant >= 0 && variant < kDecodeGemmVariants ? static_cast<int>(variant) : 0;
+  if (reinterpret_cast<uintptr_t>(b_scale.data_ptr()) % 4 != 0) v = 1;
   if (a_nvfp4) launch_for_m<Act::kNvfp4>(p, v, stream);
   else if (a.scalar_type() == at::kHalf) launch_for_m<Act::kHalf>(p, v, stream);
   else launch_for_m<Act::kBFloat16>(p, v, stream);

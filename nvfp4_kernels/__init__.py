@@ -3,7 +3,7 @@
 Importing this package registers the ``torch.ops.nvfp4.*`` custom ops and queries no GPU.
 """
 
-from nvfp4_kernels import kv_cache, reference
+from nvfp4_kernels import attention, kv_cache, reference
 from nvfp4_kernels.api import (dequantize, gemm, global_scale, quantize, swizzle_scales,
                                unswizzle_scales)
 from nvfp4_kernels.backends.registry import BackendUnavailableError
@@ -15,6 +15,6 @@ from nvfp4_kernels.checkpoint import quantize_model
 
 __version__ = "0.1.0"
 
-__all__ = ["NVFP4", "NVFP4Linear", "BackendUnavailableError", "checkpoint", "dequantize", "gemm",
+__all__ = ["NVFP4", "NVFP4Linear", "BackendUnavailableError", "attention", "checkpoint", "dequantize", "gemm",
            "global_scale", "info", "kv_cache", "quantize", "quantize_model", "reference",
            "swizzle_scales", "unswizzle_scales"]

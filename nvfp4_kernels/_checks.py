@@ -10,6 +10,8 @@ opt-in value checks live in ``nvfp4_kernels.debug``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nvfp4_kernels.reference import BLOCK, swizzled_shape
@@ -198,4 +200,45 @@ def kv_gather_args(key_cache, value_cache, block_table, seq_lens, k_scale, v_sca
     kv_scale("v_scale", v_scale, heads)
     out_dtype("dtype", dtype, DEQUANT_DTYPES)
     same_device(key_cache=key_cache, value_cache=value_cache, block_table=block_table,
+                seq_lens=seq_lens, k_scale=k_scale, v_scale=v_scale)
+
+
+def attention_decode_args(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                          sm_scale, window, max_seq_len, num_splits):
+    tensor("q", q, dtypes=(torch.bfloat16, torch.float16), ndim=4)
+    tensor("key_cache", key_cache, dtypes=FP8_STORAGE, ndim=4)
+    batch, _, hq, dim = q.shape
+    _, _, hkv, cache_dim = key_cache.shape
+    if value_cache is not None:
+        tensor("value_cache", value_cache, dtypes=FP8_STORAGE, ndim=4)
+        if value_cache.shape != key_cache.shape:
+            raise ValueError(f"key_cache and value_cache differ: {describe(key_cache)} vs "
+                             f"{describe(value_cache)}")
+    if cache_dim != dim:
+        raise ValueError(f"q: head_dim {dim} does not match the cache's {cache_dim} "
+                         f"(q {describe(q)}, key_cache {describe(key_cache)})")
+    if dim % BLOCK or dim == 0:
+        raise ValueError(f"q: head_dim must be a positive multiple of {BLOCK}, got {dim} "
+                         f"({describe(q)})")
+    if hkv == 0 or hq % hkv:
+        raise ValueError(f"q: query heads ({hq}) must be a multiple of the cache's KV heads "
+                         f"({hkv}) for GQA; q {describe(q)}, key_cache {describe(key_cache)}")
+    tensor("block_table", block_table, dtypes=(torch.int32, torch.int64), ndim=2)
+    tensor("seq_lens", seq_lens, dtypes=(torch.int32, torch.int64), ndim=1)
+    if block_table.shape[0] != batch or seq_lens.shape[0] != batch:
+        raise ValueError(f"block_table and seq_lens need one row per sequence of q ({batch}); "
+                         f"got block_table {describe(block_table)}, seq_lens {describe(seq_lens)}")
+    kv_scale("k_scale", k_scale, hkv)
+    if v_scale is not None:
+        kv_scale("v_scale", v_scale, hkv)
+    elif value_cache is not None:
+        raise ValueError("v_scale: required with a value_cache (only value_cache=None, V read "
+                         "from the key cache, may reuse k_scale)")
+    if not (isinstance(sm_scale, (int, float)) and math.isfinite(sm_scale) and sm_scale > 0):
+        raise ValueError(f"sm_scale: must be a finite number > 0, got {sm_scale!r}")
+    for name, value in (("window", window), ("max_seq_len", max_seq_len),
+                        ("num_splits", num_splits)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: expected an int >= 0 (0: none/automatic), got {value!r}")
+    same_device(q=q, key_cache=key_cache, value_cache=value_cache, block_table=block_table,
                 seq_lens=seq_lens, k_scale=k_scale, v_scale=v_scale)

@@ -79,4 +79,14 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
                 dtype)
 
 
-OPS = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather")
+def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                     sm_scale, window=0, max_seq_len=0, num_splits=0, backend=None):
+    check.attention_decode_args(q, key_cache, value_cache, block_table, seq_lens, k_scale,
+                                v_scale, sm_scale, window, max_seq_len, num_splits)
+    _, impl = registry.choose("attention_decode", q.device, (q.dtype,), backend)
+    return impl(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, sm_scale,
+                window, max_seq_len, num_splits)
+
+
+OPS = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather",
+       "attention_decode")

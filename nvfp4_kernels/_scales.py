@@ -102,6 +102,17 @@ def as_scale_tensor(name: str, value, device=None, *, numel=None) -> torch.Tenso
     return check_scale_tensor(name, t, numel=numel)
 
 
+def per_call_scale(name: str, value, device) -> torch.Tensor:
+    """A scale given to an op on the hot path (KV cache, attention): a tensor passes through (its
+    value checked only with debug checks on); a Python number is checked for free and becomes a
+    device fill, not a host-to-device copy, so the call stays capturable in a CUDA graph."""
+    if isinstance(value, torch.Tensor):
+        debug_check_scale(name, value)  # opt-in: reads the value (a sync)
+        return value
+    value = check_scale_value(name, value)
+    return torch.full((1,), value, dtype=torch.float32, device=device)
+
+
 def _tracing() -> bool:
     try:
         return bool(torch.compiler.is_compiling())
@@ -134,4 +145,4 @@ def _is_fake(t: torch.Tensor) -> bool:
 
 
 __all__ = ["ScaleError", "as_scale_tensor", "bad_scale_values", "check_entering_scale",
-           "check_scale_tensor", "check_scale_value", "debug_check_scale"]
+           "check_scale_tensor", "check_scale_value", "debug_check_scale", "per_call_scale"]

@@ -17,16 +17,6 @@ from nvfp4_kernels import _scales
 from nvfp4_kernels import ops as _ops
 
 
-def _scale(name, value, device):
-    if isinstance(value, torch.Tensor):
-        _scales.debug_check_scale(name, value)  # opt-in: reads the value (a sync)
-        return value
-    # A number is checked for free; a fill on the device, not a host-to-device copy, keeps it
-    # capturable in a CUDA graph.
-    value = _scales.check_scale_value(name, value)
-    return torch.full((1,), value, dtype=torch.float32, device=device)
-
-
 def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
           backend: str | None = None) -> None:
     """cache[slot] = e4m3_satfinite(x / scale) for every token whose slot is not -1 (in place).
@@ -34,8 +24,10 @@ def write(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale, *,
     key, value: [tokens, heads, head_dim]; slot_mapping: int32/int64 [tokens]. Slots outside
     [0, num_blocks * block_size) are skipped like -1.
     """
+    device = key.device
     _ops.kv_cache_write(key, value, key_cache, value_cache, slot_mapping,
-                        _scale("k_scale", k_scale, key.device), _scale("v_scale", v_scale, key.device), backend)
+                        _scales.per_call_scale("k_scale", k_scale, device),
+                        _scales.per_call_scale("v_scale", v_scale, device), backend)
 
 
 def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
@@ -52,5 +44,6 @@ def gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, *,
         total_tokens = int(seq_lens.sum()) if seq_lens.numel() else 0
     device = key_cache.device
     return _ops.kv_cache_gather(key_cache, value_cache, block_table, seq_lens,
-                                _scale("k_scale", k_scale, device), _scale("v_scale", v_scale, device), total_tokens,
-                                dtype, backend)
+                                _scales.per_call_scale("k_scale", k_scale, device),
+                                _scales.per_call_scale("v_scale", v_scale, device),
+                                total_tokens, dtype, backend)

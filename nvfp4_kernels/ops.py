@@ -40,6 +40,12 @@ _lib.define("kv_cache_write(Tensor key, Tensor value, Tensor(a!) key_cache, "
 _lib.define("kv_cache_gather(Tensor key_cache, Tensor value_cache, Tensor block_table, "
             "Tensor seq_lens, Tensor k_scale, Tensor v_scale, SymInt total_tokens, "
             "ScalarType dtype=bfloat16, str? backend=None) -> (Tensor key, Tensor value)")
+# Decode attention over the paged FP8 cache. q [B, q_len, HQ, D]; value_cache None reads V from
+# the key cache; window / max_seq_len / num_splits 0 = none / block-table capacity / automatic.
+_lib.define("attention_decode(Tensor q, Tensor key_cache, Tensor? value_cache, "
+            "Tensor block_table, Tensor seq_lens, Tensor k_scale, Tensor? v_scale, "
+            "float sm_scale, int window=0, int max_seq_len=0, int num_splits=0, "
+            "str? backend=None) -> Tensor")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +79,7 @@ gemm = _entry("gemm")
 gemm_w4a16 = _entry("gemm_w4a16")
 kv_cache_write = _entry("kv_cache_write")
 kv_cache_gather = _entry("kv_cache_gather")
+attention_decode = _entry("attention_decode")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,3 +128,11 @@ def _kv_cache_gather_fake(key_cache, value_cache, block_table, seq_lens, k_scale
     check.kv_gather_args(key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, dtype)
     shape = (total_tokens, *key_cache.shape[2:])
     return key_cache.new_empty(shape, dtype=dtype), key_cache.new_empty(shape, dtype=dtype)
+
+
+@torch.library.register_fake("nvfp4::attention_decode")
+def _attention_decode_fake(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                           sm_scale, window=0, max_seq_len=0, num_splits=0, backend=None):
+    check.attention_decode_args(q, key_cache, value_cache, block_table, seq_lens, k_scale,
+                                v_scale, sm_scale, window, max_seq_len, num_splits)
+    return torch.empty_like(q)

@@ -235,3 +235,54 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
         s = scale.float().reshape(-1, 1) if scale.numel() > 1 else scale.float().reshape(())
         out.append((flat[slots].float() * s).to(dtype))
     return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decode attention over the FP8 paged KV cache
+# ---------------------------------------------------------------------------------------------
+
+def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                     sm_scale: float, window: int | None = None) -> torch.Tensor:
+    """softmax(q K^T * sm_scale) V in float64 over the dequantized cache; [B, q_len, HQ, D].
+
+    q: [B, q_len, HQ, D]; query token t of sequence b sits at position seq_lens[b] - q_len + t
+    and sees the keys at positions p <= its own (and p > its own - window with a window). K/V
+    of position p: cache row p % block_size of block block_table[b, p // block_size],
+    dequantized as float(cache) * scale (per tensor or per KV head); value_cache None reads V
+    from key_cache. Query head j uses KV head j // (HQ / kv_heads) (GQA). Keys whose block id is
+    outside [0, num_blocks) (-1 included) are left out; a query with no key gives zeros.
+    No value is read on the host (no sync).
+    """
+    batch, q_len, hq, dim = q.shape
+    num_blocks, block_size, hkv, _ = key_cache.shape
+    group = hq // hkv
+    device = q.device
+    keys = block_table.shape[1] * block_size
+    pos = torch.arange(keys, device=device)
+    lens = seq_lens.long().reshape(-1, 1)
+    block = block_table.long()[:, pos // block_size] if keys else \
+        torch.zeros((batch, 0), dtype=torch.long, device=device)
+    ok = (block >= 0) & (block < num_blocks) & (pos < lens)  # [B, keys]
+    slot = torch.where(ok, block * block_size + pos % block_size, 0)
+
+    def dequant(cache, scale):
+        flat = cache.view(torch.float8_e4m3fn).reshape(-1, hkv, dim)
+        if flat.shape[0] == 0:  # a cache without blocks: no key is valid
+            flat = torch.zeros((1, hkv, dim), dtype=flat.dtype, device=flat.device)
+        s = scale.double().reshape(-1, 1)  # one value, or one per KV head
+        return flat[slot].double() * s  # [B, keys, hkv, D]
+
+    k = dequant(key_cache, k_scale)
+    v = k if value_cache is None and v_scale is None else \
+        dequant(key_cache if value_cache is None else value_cache, v_scale)
+    q_pos = lens - q_len + torch.arange(q_len, device=device)  # [B, q_len]
+    allowed = ok[:, None, :] & (pos <= q_pos[:, :, None])  # [B, q_len, keys]
+    if window:
+        allowed &= pos > q_pos[:, :, None] - window
+    qg = q.double().reshape(batch, q_len, hkv, group, dim)
+    scores = torch.einsum("btkgd,blkd->btkgl", qg, k) * sm_scale
+    scores = scores.masked_fill(~allowed[:, :, None, None, :], float("-inf"))
+    any_key = allowed.any(-1)[:, :, None, None, None]
+    probs = torch.where(any_key, torch.softmax(scores, -1), 0.0)
+    out = torch.einsum("btkgl,blkd->btkgd", probs, v)
+    return out.reshape(batch, q_len, hq, dim)

@@ -160,6 +160,25 @@ def test_kv_cache_gather():
                  [table, lens], refill)
 
 
+@pytest.mark.parametrize("splits", [None, 1])
+def test_attention_decode(splits):
+    """Lengths and block ids change between capture and replay; the split count is fixed by
+    max_seq_len (a Python int), so the captured launch is still right."""
+    kc = (torch.randn(8, 16, 2, 64, device="cuda") * 2).to(torch.float8_e4m3fn)
+    vc = (torch.randn(8, 16, 2, 64, device="cuda") * 2).to(torch.float8_e4m3fn)
+    q = _randn(2, 8, 64)
+    table = torch.tensor([[0, 1, 2], [3, 4, -1]], dtype=torch.int32, device="cuda")
+    lens = torch.tensor([40, 20], dtype=torch.int32, device="cuda")
+
+    def refill(static):
+        static[0].copy_(torch.tensor([[5, 6, 7], [2, 1, 0]], dtype=torch.int32, device="cuda"))
+        static[1].copy_(torch.tensor([3, 48], dtype=torch.int32, device="cuda"))
+        static[2].copy_(torch.randn_like(static[2].float()))
+    check_replay(lambda: nk.attention.decode(q, kc, vc, table, lens, 0.5, 0.25, window=30,
+                                             max_seq_len=48, num_splits=splits),
+                 [table, lens, q], refill)
+
+
 @pytest.mark.parametrize("mode", ["w4a16", "w4a4_static", "w4a4_dynamic"])
 def test_nvfp4_linear(mode):
     linear = torch.nn.Linear(K, N, bias=True, device="cuda", dtype=torch.bfloat16)

@@ -11,7 +11,7 @@ import torch
 from nvfp4_kernels import reference as ref
 
 OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather"})
+                 "kv_cache_gather", "attention_decode"})
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -78,6 +78,15 @@ def kv_cache_gather(key_cache, value_cache, block_table, seq_lens, k_scale, v_sc
         vals = flat[slots].float() * s
         out.append(torch.where(ok[:, None, None], vals, 0.0).to(dtype))
     return out[0], out[1]
+
+
+def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                     sm_scale, window, max_seq_len, num_splits):
+    # max_seq_len and num_splits only shape a kernel's work split; the result does not depend
+    # on them.
+    out = ref.attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale,
+                               v_scale, sm_scale, window or None)
+    return out.to(q.dtype)
 
 
 def get(op: str):

@@ -32,7 +32,8 @@ import torch
 # reference runs everywhere and comes last, so on a GPU it is chosen only when no kernel backend
 # implements the op.
 BACKEND_NAMES = ("cutlass", "cuda", "triton", "reference")
-OP_NAMES = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather")
+OP_NAMES = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather",
+            "attention_decode")
 ENV_VAR = "NVFP4_BACKEND"
 
 # Automatic order per op, and optionally per (op, GPU major version): (op, major) entries win
@@ -50,6 +51,8 @@ ORDER = {
     "dequantize": ("triton", "cuda", "reference"),
     "kv_cache_write": ("triton", "cuda", "reference"),
     "kv_cache_gather": ("triton", "cuda", "reference"),
+    # Only Triton has a kernel; the reference (float64, materialises the cache) is the fallback.
+    "attention_decode": ("triton", "reference"),
 }
 
 

@@ -21,9 +21,12 @@
 //   undone once per output in the epilogue.
 // * KW warps of a CTA split the K range of the same 16*WT weight rows and reduce through shared
 //   memory in a fixed order (deterministic, no atomics, no workspace, CUDA-graph safe).
-// * Weights are streamed with L1 no-allocate loads; a register ring of STAGES chunks keeps
-//   STAGES - 1 chunks (~1 KB of weights each per warp) in flight; activations (re-read by every
-//   CTA) come from L1 and ride in the same ring, so no load sits right before its use.
+// * Bytes in flight: each warp keeps STAGES - 1 chunks (~1 KB of weights each per 16-row tile)
+//   in flight, either in a per-warp shared-memory ring filled by cp.async (Shape::ASYNC: the ring
+//   costs no registers, so more warps fit on an SM) or in a register ring of plain loads (for
+//   scale views that are not 4-byte aligned). Activations (re-read by every CTA) come from L1.
+// * WT 16-row tiles per warp reuse each activation register WT times: at M = 16 the activations
+//   a CTA reads from L2 otherwise outweigh its weights four to one.
 #pragma once
 
 #include <cstdint>
@@ -54,36 +57,55 @@ struct Params {
   int out_bf16;
 };
 
-// A launch shape: KW warps per CTA split the K range of the CTA's 16 rows; STAGES chunks per
-// warp sit in the register ring; MIN_BLOCKS CTAs per SM bound the registers.
-template <int KW_, int STAGES_, int MIN_BLOCKS_>
+// A launch shape: KW warps per CTA split the K range of the CTA's 16 * WT rows; STAGES chunks
+// per warp are in flight; MIN_BLOCKS CTAs per SM bound the registers. ASYNC streams the weights
+// through a per-warp shared-memory ring filled by cp.async (so STAGES costs no registers and
+// more bytes can be in flight); otherwise the ring is in registers.
+template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false>
 struct Shape {
-  static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_;
+  static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_, WT = WT_;
+  static constexpr bool ASYNC = ASYNC_;
   static constexpr int kThreads = KW * 32;
+  // Bytes of one warp's ring slot (ASYNC): WT x 2 rows x 32 lanes x (16 weight + 4 scale bytes).
+  static constexpr int kSlotBytes = WT * 2 * 32 * (16 + 4);
+  static constexpr int kRingBytes = ASYNC ? KW * STAGES * kSlotBytes : 0;
 };
 constexpr int kChunk = 128;    // K values per warp step: 32 per lane of a quad
 
 // Token tiles of 8 the kernel is built for: M <= 16. Past that the activations of the ring no
 // longer fit in registers and the Triton tensor-core tiles are faster (docs/performance.md).
 constexpr int kMaxTokenTiles = 2;
-constexpr int kWT = 1;  // 16-row weight tiles per warp
 
 // ---- element decode -------------------------------------------------------------------------
 
-// Nibbles (P, P+4) of q -> fp16x2 bits reading lut * 2^-14 (low half = nibble P).
-template <int P>
-__device__ __forceinline__ uint32_t e2m1_pair_half(uint32_t q) {
-  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
-  const uint32_t em = (P == 3 ? (q >> 3) : (q << (9 - 4 * P))) & 0x0E000E00u;
-  return sign | em;
+// Nibbles (P, P+4) of q -> one packed pair, sign bits at 15/31 and the exponent/mantissa bits
+// (e1 e0 m) at kEm/kEm + 16. The sign moves further than e1 e0 m (it sits 3 bits above them in a
+// nibble, 15 - kEm - 2 bits above them in the target), so it is taken from a copy of q shifted by
+// that difference: one select, one shift and one mask per pair (the two copies are shared by
+// the four pairs of a word; sm_90a SASS: 13 integer operations per 8 weights instead of 16).
+template <int P, int kEm>
+__device__ __forceinline__ uint32_t e2m1_pair(uint32_t q) {
+  constexpr int kGap = 12 - kEm;  // how much further the sign moves
+  constexpr uint32_t kKeep = 0x80008000u | (0x00070007u << kEm);
+  // Shift of the e1 e0 m bits of nibble P; when it would be negative, shift the sign instead
+  // and take e1 e0 m from q >> kGap.
+  constexpr int kShift = kEm - 4 * P >= 0 ? kEm - 4 * P : 12 - 4 * P;
+  constexpr uint32_t kSign = 0x80008000u >> kShift;  // sign positions before the shift
+  const uint32_t u = kEm - 4 * P >= 0 ? (((q << kGap) & kSign) | (q & ~kSign))
+                                      : ((q & kSign) | ((q >> kGap) & ~kSign));
+  return (u << kShift) & kKeep;
 }
 
-// Nibbles (P, P+4) of q -> bf16x2 bits reading lut * 2^-126 (exponent/mantissa at bits 6..8).
+// fp16x2 bits reading lut * 2^-14 (e1 e0 m at bits 9..11: a subnormal for code 1, as in E2M1).
+template <int P>
+__device__ __forceinline__ uint32_t e2m1_pair_half(uint32_t q) {
+  return e2m1_pair<P, 9>(q);
+}
+
+// bf16x2 bits reading lut * 2^-126 (e1 e0 m at bits 6..8).
 template <int P>
 __device__ __forceinline__ uint32_t e2m1_pair_bf16(uint32_t q) {
-  const uint32_t sign = (q << (12 - 4 * P)) & 0x80008000u;
-  const uint32_t em = (P < 2 ? (q << (6 - 4 * P)) : (q >> (4 * P - 6))) & 0x01C001C0u;
-  return sign | em;
+  return e2m1_pair<P, 6>(q);
 }
 
 __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b, bool bf16) {
@@ -175,6 +197,9 @@ template <int WT>
 struct WeightRows {
   const uint8_t* q[WT][2];
   const uint8_t* s[WT][2];
+  // ASYNC ring: the 4-byte word copied for the scale pair holds it at this bit offset (0 or 16;
+  // the same for every chunk, as chunks move the offset by multiples of 4 bytes).
+  int s_shift[WT][2];
 };
 
 template <int WT>
@@ -186,6 +211,9 @@ __device__ __forceinline__ void weight_rows(WeightRows<WT>& w, const Params& p, 
       const int64_t r = min(row0 + 16 * i + (lane >> 2) + 8 * h, p.n - 1);
       w.q[i][h] = p.b + r * (p.k / 2);
       w.s[i][h] = p.b_scale + scale_row_offset(r, p.k, p.b_scale_swizzled);
+      const uintptr_t first = reinterpret_cast<uintptr_t>(w.s[i][h]) +
+                              scale_col_offset(2 * (lane & 3), p.b_scale_swizzled);
+      w.s_shift[i][h] = static_cast<int>(first & 2) * 8;
     }
 }
 
@@ -209,6 +237,85 @@ __device__ __forceinline__ void load_weights(WeightChunk<WT>& w, const WeightRow
     for (int h = 0; h < 2; ++h) {
       w.q[i][h] = load_stream(rows.q[i][h] + kq / 2);
       w.s[i][h] = load_u16(rows.s[i][h] + so);
+    }
+}
+
+// ---- the shared-memory ring (Shape::ASYNC) ---------------------------------------------------
+// Each warp owns STAGES slots; a lane copies its own 16 weight bytes per row and the 4-byte word
+// holding its two scale bytes, and reads back only what it copied itself: no barrier is needed,
+// only cp.async.wait_group. Lanes past K copy nothing and get zeros (weight 0, scale 0).
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// Per-lane read positions of the ASYNC loop, advanced by a fixed stride per chunk of the warp
+// (KW chunks apart), so the loop does no index arithmetic: without them the compiler spent
+// ~150 of the ~340 instructions of a chunk on addresses (sm_90a SASS).
+template <int WT>
+struct WeightCursor {
+  const uint8_t* q[WT][2];  // the lane's 16 weight bytes of rows g (+8)
+  const uint8_t* s[WT][2];  // the aligned 4-byte word holding its two scale bytes
+  int kq;                   // K index of the lane's first value
+  int64_t s_step;           // scale bytes per KW chunks: 1024 * KW swizzled, 8 * KW linear
+};
+
+template <int KW, int WT>
+__device__ __forceinline__ void weight_cursor(WeightCursor<WT>& c, const WeightRows<WT>& rows,
+                                              const Params& p, int warp, int lane) {
+  c.kq = warp * kChunk + 32 * (lane & 3);
+  const int so = scale_col_offset(c.kq / kBlock, p.b_scale_swizzled);
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      c.q[i][h] = rows.q[i][h] + c.kq / 2;
+      c.s[i][h] = reinterpret_cast<const uint8_t*>(
+          reinterpret_cast<uintptr_t>(rows.s[i][h] + so) & ~uintptr_t(3));
+    }
+  c.s_step = static_cast<int64_t>(KW) * (p.b_scale_swizzled ? 1024 : kChunk / kBlock);
+}
+
+// Copy the cursor's chunk into a ring slot (weights [WT][2][32 lanes] x 16 bytes, then scale
+// words [WT][2][32 lanes] x 4; `lane_w` / `lane_s` are the lane's first entries) and advance.
+template <int KW, int WT>
+__device__ __forceinline__ void issue_weights(WeightCursor<WT>& c, uint32_t lane_w,
+                                              uint32_t lane_s, const Params& p) {
+  const bool ok = c.kq < p.k;
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      cp_async16(lane_w + 16 * 32 * (i * 2 + h), c.q[i][h], ok);
+      cp_async4(lane_s + 4 * 32 * (i * 2 + h), c.s[i][h], ok);
+      c.q[i][h] += KW * kChunk / 2;
+      c.s[i][h] += c.s_step;
+    }
+  c.kq += KW * kChunk;
+}
+
+template <int WT>
+__device__ __forceinline__ void read_slot(WeightChunk<WT>& w, const uint8_t* lane_w,
+                                          const uint8_t* lane_s, const WeightRows<WT>& rows) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      w.q[i][h] = *reinterpret_cast<const uint4*>(lane_w + 16 * 32 * (i * 2 + h));
+      w.s[i][h] = *reinterpret_cast<const uint32_t*>(lane_s + 4 * 32 * (i * 2 + h)) >>
+                  rows.s_shift[i][h];
     }
 }
 
@@ -253,6 +360,50 @@ __device__ __forceinline__ void load_activations(ActChunk<A>& x, const ActRow& r
     for (int j = 0; j < 4; ++j)
       x.v[j] = ok ? load_cached(row.a + 2 * (kk + 8 * j)) : make_uint4(0, 0, 0, 0);
   }
+}
+
+// The activations' counterpart of WeightCursor (ASYNC loop).
+template <Act A, int MT>
+struct ActCursor {
+  const uint8_t* a[MT];
+  const uint8_t* scale[MT];  // Act::kNvfp4
+  bool live[MT];
+  int kq;
+};
+
+template <Act A, int MT>
+__device__ __forceinline__ void act_cursor(ActCursor<A, MT>& c, const ActRow (&rows)[MT],
+                                           int warp, int lane) {
+  c.kq = warp * kChunk + 32 * (lane & 3);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    c.a[mt] = rows[mt].a + (A == Act::kNvfp4 ? c.kq / 2 : c.kq * 2);
+    c.scale[mt] = A == Act::kNvfp4 ? rows[mt].scale + scale_col_offset(c.kq / kBlock, true)
+                                   : nullptr;
+    c.live[mt] = rows[mt].live;
+  }
+}
+
+template <Act A, int MT, int KW>
+__device__ __forceinline__ void load_activations(ActChunk<A> (&x)[MT], ActCursor<A, MT>& c,
+                                                 const Params& p) {
+  const bool in_k = c.kq < p.k;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const bool ok = c.live[mt] && in_k;
+    if constexpr (A == Act::kNvfp4) {
+      x[mt].q = ok ? load_cached(c.a[mt]) : make_uint4(0, 0, 0, 0);
+      x[mt].sc = ok ? load_u16(c.scale[mt]) : 0u;
+      c.a[mt] += KW * kChunk / 2;
+      c.scale[mt] += KW * 1024;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        x[mt].v[j] = ok ? load_cached(c.a[mt] + 16 * j) : make_uint4(0, 0, 0, 0);
+      c.a[mt] += KW * kChunk * 2;
+    }
+  }
+  c.kq += KW * kChunk;
 }
 
 // The B operands for MMA steps 2J and 2J+1 of one K chunk, in the order of the weight decode:
@@ -376,13 +527,14 @@ __host__ __device__ constexpr float unfold() {
   return A == Act::kHalf ? 16384.0f : A == Act::kBFloat16 ? 256.0f : 268435456.0f;
 }
 
-// Grid: (ceil(N / 16), 1), S::kThreads threads. Shared memory: S::KW * MT * 32 * 4 floats.
+// Grid: (ceil(N / (16 * S::WT)), 1), S::kThreads threads. Dynamic shared memory: the ring
+// (S::kRingBytes), then S::KW * S::WT * MT * 4 * 32 floats for the reduction.
 template <Act A, int MT, class S>
 __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel(const Params p) {
-  constexpr int kWarps = S::KW, kStages = S::STAGES, kThreads = S::kThreads;
+  constexpr int kWarps = S::KW, kStages = S::STAGES, kThreads = S::kThreads, WT = S::WT;
   static_assert(MT >= 1 && MT <= kMaxTokenTiles, "decode GEMM: M <= 16");
-  constexpr int WT = kWT;
-  extern __shared__ float partial[];  // [kWarps][WT][MT][4][32]
+  extern __shared__ __align__(16) uint8_t smem[];
+  float* partial = reinterpret_cast<float*>(smem + S::kRingBytes);  // [kWarps][WT][MT][4][32]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int row0 = blockIdx.x * 16 * WT;
   const int chunks = (p.k + kChunk - 1) / kChunk;
@@ -402,19 +554,54 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
   ActRow arow[MT];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) arow[mt] = act_row<A>(p, mt * 8 + (lane >> 2));
-  // A ring of kStages chunks per warp: compute one, then refill its slot kStages chunks ahead,
-  // so kStages - 1 chunks of loads are in flight while a chunk is decoded.
-  Stage<A, MT, WT> ring[kStages];
+  if constexpr (S::ASYNC) {
+    // kStages - 1 chunks of weights in flight in shared memory while one is decoded; the
+    // activations (L1/L2 hits, re-read by every CTA) are loaded in the same iteration.
+    constexpr uint32_t kRing = kStages * S::kSlotBytes, kScales = WT * 2 * 32 * 16;
+    const uint8_t* ring = smem + warp * kRing;
+    const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+    WeightCursor<WT> wc;
+    weight_cursor<kWarps>(wc, rows, p, warp, lane);
+    ActCursor<A, MT> ac;
+    act_cursor(ac, arow, warp, lane);
+    uint32_t fill = 0;
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) load_stage(ring[s], rows, arow, p, warp + s * kWarps, lane);
-  for (int c0 = warp; c0 < chunks; c0 += kStages * kWarps) {
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (warp + s * kWarps < chunks)
+        issue_weights<kWarps>(wc, ring_s + fill + 16 * lane, ring_s + fill + kScales + 4 * lane, p);
+      cp_async_commit();
+      fill += S::kSlotBytes;
+    }
+    uint32_t slot = 0;
+    for (int c = warp; c < chunks; c += kWarps) {
+      // Refill the slot read in the previous iteration (its values are already consumed).
+      if (c + (kStages - 1) * kWarps < chunks)
+        issue_weights<kWarps>(wc, ring_s + fill + 16 * lane, ring_s + fill + kScales + 4 * lane, p);
+      cp_async_commit();
+      fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
+      Stage<A, MT, WT> st;
+      load_activations<A, MT, kWarps>(st.x, ac, p);
+      cp_async_wait<kStages - 1>();
+      read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
+      compute_stage<A, MT, WT>(acc, st);
+      slot = slot + S::kSlotBytes == kRing ? 0 : slot + S::kSlotBytes;
+    }
+    cp_async_wait<0>();
+  } else {
+    // A register ring of kStages chunks per warp: compute one, then refill its slot kStages
+    // chunks ahead, so kStages - 1 chunks of loads are in flight while a chunk is decoded.
+    Stage<A, MT, WT> ring[kStages];
 #pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      const int c = c0 + s * kWarps;
-      if (c < chunks) {
-        compute_stage<A, MT, WT>(acc, ring[s]);
-        if (c + kStages * kWarps < chunks)
-          load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
+    for (int s = 0; s < kStages; ++s) load_stage(ring[s], rows, arow, p, warp + s * kWarps, lane);
+    for (int c0 = warp; c0 < chunks; c0 += kStages * kWarps) {
+#pragma unroll
+      for (int s = 0; s < kStages; ++s) {
+        const int c = c0 + s * kWarps;
+        if (c < chunks) {
+          compute_stage<A, MT, WT>(acc, ring[s]);
+          if (c + kStages * kWarps < chunks)
+            load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
+        }
       }
     }
   }

@@ -15,7 +15,7 @@ import torch
 from nvfp4_kernels.backends import registry
 
 OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather"})
+                 "kv_cache_gather", "attention_decode"})
 
 # op -> (submodule, function); submodules import triton, so they load on first use only.
 _IMPLS = {
@@ -25,6 +25,7 @@ _IMPLS = {
     "gemm_w4a16": ("gemm", "gemm_w4a16"),
     "kv_cache_write": ("kv_cache", "kv_cache_write"),
     "kv_cache_gather": ("kv_cache", "kv_cache_gather"),
+    "attention_decode": ("attention", "attention_decode"),
 }
 
 

@@ -117,6 +117,33 @@ def test_every_code_and_extreme_scales_exact(a_dtype):
     assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
 
 
+_VARIANTS = range(getattr(_extension.extension(), "DECODE_GEMM_VARIANTS", 1) if _REASON is None
+                   else 1)
+
+
+@pytest.mark.parametrize("variant", _VARIANTS)
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_every_launch_shape_within_bar(variant, layout):
+    """Each launch shape of the sweep (csrc/gemm_decode.cu), not only the default: odd N and K
+    (partial row tiles, a last K chunk shorter than 128), both token tiles, W4A16 and W4A4."""
+    gen = torch.Generator().manual_seed(variant * 7 + len(layout))
+    ext = _extension.extension()
+    for m, n, k in ((1, 50, 96), (5, 130, 416), (16, 300, 1056)):
+        w = _weight(n, k, layout, gen)
+        a = (torch.randn(m, k, generator=gen) * 3).to(torch.bfloat16).cuda()
+        _poison()
+        y = ext.gemm_decode(a, None, w.data, w.scale, layout == "swizzled", _alpha(w), None,
+                            torch.float16, variant)
+        assert rel_error(y, a.double().cpu() @ _f64(w).T) < BAR
+        if layout == "swizzled":
+            qa = nk.quantize(a.float())
+            alpha = (1.0 / (qa.global_scale * w.global_scale)).reshape(1).float()
+            _poison()
+            y = ext.gemm_decode(qa.data, qa.scale, w.data, w.scale, True, alpha, None,
+                                torch.bfloat16, variant)
+            assert rel_error(y, _f64(qa) @ _f64(w).T) < BAR
+
+
 def test_deterministic_and_through_the_op():
     gen = torch.Generator().manual_seed(5)
     w = _weight(1000, 2048, "swizzled", gen)

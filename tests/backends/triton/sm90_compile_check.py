@@ -37,7 +37,7 @@ def _specs():
     import triton
     import triton.language as tl
 
-    from nvfp4_kernels.backends.triton import gemm, kv_cache, quantize
+    from nvfp4_kernels.backends.triton import attention, gemm, kv_cache, quantize
     from nvfp4_kernels.backends.triton.plan import config_for, split_k_for
 
     specs = []
@@ -115,6 +115,33 @@ def _specs():
                        BF16_BY_BITS=False, BLOCK_H=block_h, BLOCK_D=block_d),
                   ["kc_ptr", "vc_ptr", "table_ptr", "cu_ptr", "lens_ptr", "ks_ptr", "vs_ptr",
                    "ko_ptr", "vo_ptr", "D", "BLOCK_SIZE"], 4, 3, {}))
+
+    # Decode attention, Gemma-4-31B's two layer kinds with the launcher's default configs:
+    # sliding (32 q / 16 kv heads at 256, window, bf16 q) and full (32 q / 4 kv at 512, K = V);
+    # split-KV (partials to the workspaces), e4m3 decoded by the SM89+ instruction.
+    def attention_spec(name, dim, group, window):
+        block_n, warps, stages = attention.config_for(dim)
+        sig = {"q_ptr": "*bf16", "kc_ptr": "*u8", "vc_ptr": "*u8", "table_ptr": "*i32",
+               "lens_ptr": "*i32", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "out_ptr": "*bf16",
+               "acc_ws": "*fp32", "ml_ws": "*fp32", "qk_scale": "fp32", "v_fold": "fp32",
+               "Q_LEN": "i32", "HQ": "i32", "HKV": "i32", "ROW_STRIDE": "i32",
+               "TABLE_STRIDE": "i32", "TABLE_COLS": "i32", "NUM_BLOCKS": "i32", "WINDOW": "i32",
+               "SPLITS": "i32"}
+        const = dict(GROUP=group, BLOCK_SIZE=16, HEAD_DIM=dim, BLOCK_D=dim,
+                     BLOCK_R=attention.rows_per_program(group, dim), BLOCK_N=block_n,
+                     ROW_BLOCKS=1, SINGLE=False, K_PER_HEAD=False, V_PER_HEAD=False, HW_CVT=True,
+                     DOT_F32=False, HAS_WINDOW=window, BF16_BY_BITS=False)
+        # kv_heads * head_dim (ROW_STRIDE) is a multiple of 16 for every real cache.
+        div16 = [k for k, v in sig.items() if v.startswith("*")] + ["ROW_STRIDE"]
+        specs.append((name, attention._decode_kernel, sig, const, div16, warps, stages,
+                      {"block_n": block_n}))
+
+    attention_spec("attention_decode_d256", 256, 2, True)
+    attention_spec("attention_decode_d512", 512, 8, False)
+    specs.append(("attention_combine", attention._combine_kernel,
+                  {"acc_ws": "*fp32", "ml_ws": "*fp32", "out_ptr": "*bf16", "SPLITS": "i32"},
+                  dict(HEAD_DIM=256, BLOCK_D=256, BF16_BY_BITS=False),
+                  ["acc_ws", "ml_ws", "out_ptr"], 2, 3, {}))
     return specs
 
 
@@ -165,7 +192,10 @@ def main() -> int:
                 div_rn=_count(r"\bdiv\.rn\.f32\b", ptx), div_approx=_count(r"\bdiv\.approx\b", ptx),
                 div_full=_count(r"\bdiv\.full\b", ptx), ftz=_count(r"\.ftz\b", ptx),
                 local_ld=_count(r"\bLDL(?:\.\w+)*\s", sass), local_st=_count(r"\bSTL(?:\.\w+)*\s", sass),
-                sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass))
+                sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass),
+                ftz_ex2=_count(r"\bex2\.approx\.ftz\.f32\b", ptx),
+                sass_ldg_u8=_count(r"\bLDG\.E\.U8\b", sass),
+                sass_ld_128=_count(r"\b(?:LDG\.E|LDGSTS\.E(?:\.BYPASS)?)\.128\b", sass))
         except Exception:
             info["error"] = traceback.format_exc()[-4000:]
             result["ok"] = False

@@ -24,7 +24,8 @@ def _load(name):
         sys.path.remove(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_kv_cache"])
+@pytest.mark.parametrize("name", ["bench_gemm", "bench_quantize", "bench_kv_cache",
+                                  "bench_decode_step"])
 def test_help_and_no_gpu_exit(name, capsys):
     module = _load(name)
     with pytest.raises(SystemExit) as exc:
@@ -41,6 +42,29 @@ def test_quantize_smoke(tmp_path):
     rows = _load("bench_quantize").main(["--smoke", "--out", str(tmp_path)])
     assert {r["op"] for r in rows} == {"quantize", "dequantize"}
     assert (tmp_path / "bench_quantize.json").exists() and (tmp_path / "bench_quantize.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
+def test_decode_step_smoke_through_a_checkpoint(tmp_path):
+    """Tiny layers, the three recipes; NVFP4 layers made by quantize_checkpoint + load_model."""
+    rows = _load("bench_decode_step").main(["--smoke", "--smoke-checkpoint", "--out",
+                                            str(tmp_path)])
+    steps = {r["recipe"]: r for r in rows if r["kind"] == "step"}
+    assert set(steps) == {"bf16", "mixed", "nvfp4"}
+    assert steps["nvfp4"]["weight_GB_projected"] < steps["mixed"]["weight_GB_projected"] < \
+        steps["bf16"]["weight_GB_projected"]
+    fp8 = [r for r in rows if r.get("op") == "fp8_decode"]
+    assert {r["layer_kind"] for r in fp8} == {"sliding", "full"}
+    assert all(r["gather_sdpa_ms"] > 0 for r in fp8)
+    assert (tmp_path / "bench_decode_step.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="smoke mode is the CPU interpreter path")
+def test_decode_attention_kernel_only_smoke(tmp_path):
+    rows = _load("bench_decode_step").main(["--smoke", "--kernel-only", "--attention-backend",
+                                            "triton", "--out", str(tmp_path)])
+    assert rows and all(r["op"] == "fp8_decode" and r["bytes"] > 0 for r in rows)
+    assert (tmp_path / "bench_decode_attention.csv").exists()
 
 
 def test_run_device_script_parses():

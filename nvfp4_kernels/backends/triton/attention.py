@@ -1,0 +1,301 @@
+"""Paged decode attention over the FP8 (e4m3) KV cache: split-KV (flash-decoding) + ordered combine.
+
+Work split. One program of ``_decode_kernel`` owns one (sequence, KV head, split of the key range)
+and every query row of that KV head's GQA group (``group * q_len`` rows, padded to a tile of at
+least 16 for the MMA): each K/V cache row is read from HBM once per group, not once per query
+head. Gemma-4-31B: 2 query heads per KV head at head_dim 256 (sliding layers), 8 at 512 (full).
+
+Bandwidth. The cache layout ``[num_blocks, block_size, kv_heads, head_dim]`` puts one head's row
+of a token in ``head_dim`` contiguous bytes, so a tile of ``BLOCK_N`` tokens is ``BLOCK_N`` runs of
+256/512 bytes: 16-byte vector loads (the row offset is a multiple of 16 by construction). Codes
+are decoded in registers to fp16 exactly (every e4m3 value is an fp16 value): with the
+hardware conversion (``cvt.rn.f16x2.e4m3x2``, SM89+) or, on SM80 and in the interpreter, by
+moving the bits (``_bits.e4m3_to_fp16`` without its final multiply: the 2**8 it would apply
+is folded into the per-program scale). The scales (per tensor or per KV head) are constant within
+a program, so they multiply the fp32 scores and the fp32 output once instead of every element.
+
+Numerics. QK^T is an fp16 x fp16 MMA with fp32 accumulation (exact products), so q is cast to
+fp16 (exact for bf16 values of magnitude 2**-14 .. 65504). Softmax is in fp32 (base 2, the
+log2(e) folded into the score scale). P is rounded to fp16 for the PV MMA (relative error
+2**-11 per weight), V codes are exact in fp16.
+
+Split-KV. ``num_splits`` is a Python int chosen from shapes (``choose_splits``: batch, KV heads,
+an upper bound on sequence length, window, SM count), never from ``seq_lens`` values, so a call
+never synchronises and captures in a CUDA graph. Each program splits *its own* sequence's key
+range (read from ``seq_lens`` on the device) into ``num_splits`` equal BLOCK_N-aligned parts;
+partials (unnormalised output, running max, running sum) go to fp32 workspaces and
+``_combine_kernel`` merges them in split order (no atomics: bit-reproducible for given shapes and
+arguments). With one split the decode kernel normalises and writes the output itself.
+
+Masking, all in-kernel: keys past ``seq_len``, after a query token's own position (several
+query tokens: speculative decoding, causal among themselves), outside the sliding window, at
+block-table positions past the table's width or with a block id outside ``[0, num_blocks)``
+(``-1`` included) take no part in the softmax. A query row with no key at all (``seq_len = 0``)
+outputs zeros.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels.backends.triton._launch import grid_device, interpreting, sm_count
+
+LOG2E = 1.4426950408889634
+# Fold of the bit-moved e4m3 -> fp16 decode (value * 2**-8); 1 with the hardware conversion.
+_BITS_FOLD = 256.0
+# A split should stream at least this many keys: below it the fixed cost of a program and its
+# share of the combine outweigh the parallelism gained.
+MIN_SPLIT_KEYS = 256
+# Programs to aim for: a few waves over the SMs, so the last wave's tail is short.
+WAVES = 4
+
+
+def config_for(head_dim: int) -> tuple[int, int, int]:
+    """(BLOCK_N keys per step, num_warps, num_stages) for a head dim.
+
+    Chosen from the sm_90 compile (registers and shared memory per program, read with
+    cuobjdump; not yet timed): with 16 query rows the MMA splits the keys/dims over the warps
+    but every warp holds all of q, so q alone is 64 registers per thread at head_dim 256 and 4
+    warps. 32 keys x 256 (4 warps, 168-182 registers, 26 KB shared at 3 stages) and 16 keys x
+    512 (8 warps, 128 registers, 33 KB) keep two programs per SM with two 16 KB K+V tiles in
+    flight each, ~64 KB per SM: several times the bytes an SM must have in flight to stream its
+    share of ~3 TB/s at HBM latency. 64 keys x 256 needs 255 registers and spills.
+    benchmarks/bench_decode_step.py --kernel-only --sweep times CANDIDATES on a GPU.
+    """
+    if triton.next_power_of_2(head_dim) <= 256:
+        return 32, 4, 3
+    return 16, 8, 3
+
+
+# (BLOCK_N, num_warps, num_stages) candidates the kernel benchmark's --sweep times on a GPU
+# (num_stages 1: no cp.async pipeline; codes are decoded in registers before the MMA layout).
+CANDIDATES = ((32, 4, 3), (32, 4, 2), (32, 4, 4), (16, 4, 4), (16, 8, 3), (32, 8, 3),
+              (64, 8, 3), (32, 4, 1), (64, 4, 1))
+
+
+def rows_per_program(rows: int, head_dim: int) -> int:
+    """Query rows of one program: the whole GQA group (x q_len) up to a cap that keeps the fp32
+    accumulator [rows, head_dim] near 64 registers per thread; at least 16 (MMA tile)."""
+    cap = max(16, 8192 // triton.next_power_of_2(head_dim))
+    return max(16, min(triton.next_power_of_2(max(rows, 1)), cap))
+
+
+def choose_splits(batch: int, kv_heads: int, row_blocks: int, max_keys: int,
+                  sms: int) -> int:
+    """Splits of each sequence's key range: enough programs for WAVES waves over the SMs, but no
+    split shorter than MIN_SPLIT_KEYS keys. Python ints only (graph capturable)."""
+    programs = max(1, batch * kv_heads * row_blocks)
+    want = triton.cdiv(WAVES * sms, programs)
+    most = max(1, triton.cdiv(max(max_keys, 1), MIN_SPLIT_KEYS))
+    return max(1, min(want, most))
+
+
+@triton.jit
+def _decode_codes(code, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr):
+    """e4m3 bytes -> fp16 (value, or value * 2**-8 by bits), or fp32 for the interpreter."""
+    if HW_CVT:
+        v = code.to(tl.float8e4nv, bitcast=True).to(tl.float16)
+    else:
+        c = code.to(tl.int16)
+        v = (((c & 0x80) << 8) | ((c & 0x7F) << 7)).to(tl.float16, bitcast=True)
+    if DOT_F32:
+        v = v.to(tl.float32)
+    return v
+
+
+@triton.jit
+def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, out_ptr,
+                   acc_ws, ml_ws, qk_scale, v_fold, Q_LEN, HQ, HKV, ROW_STRIDE, TABLE_STRIDE,
+                   TABLE_COLS, NUM_BLOCKS, WINDOW, SPLITS,
+                   GROUP: tl.constexpr, BLOCK_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
+                   ROW_BLOCKS: tl.constexpr, SINGLE: tl.constexpr, K_PER_HEAD: tl.constexpr,
+                   V_PER_HEAD: tl.constexpr, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr,
+                   HAS_WINDOW: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    rb = pid % ROW_BLOCKS
+    bh = pid // ROW_BLOCKS
+    h = bh % HKV
+    b = (bh // HKV).to(tl.int64)
+
+    # Query rows: row r of the group is query token r // GROUP, head h * GROUP + r % GROUP.
+    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = r < GROUP * Q_LEN
+    t = r // GROUP
+    head = h * GROUP + r % GROUP
+    out_row = (b * Q_LEN + t) * HQ + head  # row of q / out viewed as [B * q_len * HQ, D]
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q = tl.load(q_ptr + out_row[:, None] * HEAD_DIM + d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    if DOT_F32:
+        q = q.to(tl.float32)
+    else:
+        q = q.to(tl.float16)
+
+    # Key range of this program's sequence; query token t sits at position seq_len - q_len + t.
+    seq_len = tl.load(lens_ptr + b).to(tl.int32)
+    q_pos = seq_len - Q_LEN + t
+    hi = tl.maximum(seq_len, 0)
+    lo = 0
+    if HAS_WINDOW:
+        lo = tl.maximum(seq_len - Q_LEN - WINDOW + 1, 0)
+    lo = tl.minimum(lo, hi)
+    per_split = tl.cdiv(tl.cdiv(hi - lo, SPLITS), BLOCK_N) * BLOCK_N
+    start = lo + split * per_split
+    end = tl.minimum(start + per_split, hi)
+
+    if K_PER_HEAD:
+        k_scale = tl.load(ks_ptr + h)
+    else:
+        k_scale = tl.load(ks_ptr)
+    if V_PER_HEAD:
+        v_scale = tl.load(vs_ptr + h)
+    else:
+        v_scale = tl.load(vs_ptr)
+    score_scale = qk_scale * k_scale  # sm_scale * log2(e) * fold * k_scale
+
+    m_i = tl.full([BLOCK_R], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_R, BLOCK_D], tl.float32)
+    head_off = h.to(tl.int64) * HEAD_DIM
+    n = tl.arange(0, BLOCK_N)
+    for n0 in range(start, end, BLOCK_N):
+        pos = n0 + n
+        col = pos // BLOCK_SIZE
+        in_range = (pos < end) & (col < TABLE_COLS)
+        block = tl.load(table_ptr + b * TABLE_STRIDE + col, mask=in_range, other=-1)
+        ok = in_range & (block >= 0) & (block < NUM_BLOCKS)
+        # Rows of keys that are not `ok` may point anywhere: their loads are masked. (Clamping
+        # them with tl.where would hide the 16-byte alignment from Triton: byte loads.)
+        row = (block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE) * ROW_STRIDE + head_off
+        offs = row[:, None] + d[None, :]
+        kv_mask = ok[:, None] & d_ok[None, :]
+        k = _decode_codes(tl.load(kc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
+        v = _decode_codes(tl.load(vc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
+
+        s = tl.dot(q, tl.trans(k)) * score_scale
+        allowed = ok[None, :] & (pos[None, :] <= q_pos[:, None])
+        if HAS_WINDOW:
+            allowed = allowed & (pos[None, :] > q_pos[:, None] - WINDOW)
+        s = tl.where(allowed, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no (-inf) - (-inf)
+        p = tl.math.exp2(s - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if DOT_F32:
+            pv = tl.dot(p, v)
+        else:
+            pv = tl.dot(p.to(tl.float16), v)
+        acc = acc * alpha[:, None] + pv
+        m_i = m_new
+
+    acc = acc * (v_scale * v_fold)
+    o_mask = row_ok[:, None] & d_ok[None, :]
+    if SINGLE:
+        denom = tl.where(l_i > 0, l_i, 1.0)
+        out = tl.where((l_i > 0)[:, None], acc / denom[:, None], 0.0)
+        tl.store(out_ptr + out_row[:, None] * HEAD_DIM + d[None, :],
+                 _bits.cast_out(out, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=o_mask)
+    else:
+        ws_row = out_row * SPLITS + split
+        tl.store(acc_ws + ws_row[:, None] * HEAD_DIM + d[None, :], acc, mask=o_mask)
+        tl.store(ml_ws + ws_row * 2, m_i, mask=row_ok)
+        tl.store(ml_ws + ws_row * 2 + 1, l_i, mask=row_ok)
+
+
+@triton.jit
+def _combine_kernel(acc_ws, ml_ws, out_ptr, SPLITS, HEAD_DIM: tl.constexpr,
+                    BLOCK_D: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+    """out[row] = sum_s 2**(m_s - M) acc_s / sum_s 2**(m_s - M) l_s, splits added in order."""
+    row = tl.program_id(0).to(tl.int64)
+    big = tl.full([], float("-inf"), tl.float32)
+    for i in range(SPLITS):
+        big = tl.maximum(big, tl.load(ml_ws + (row * SPLITS + i) * 2))
+    big_safe = tl.where(big == float("-inf"), 0.0, big)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    acc = tl.zeros([BLOCK_D], tl.float32)
+    denom = tl.zeros([], tl.float32)
+    for i in range(SPLITS):  # fixed order: the same bits on every run
+        base = row * SPLITS + i
+        w = tl.math.exp2(tl.load(ml_ws + base * 2) - big_safe)
+        denom += w * tl.load(ml_ws + base * 2 + 1)
+        acc += w * tl.load(acc_ws + base * HEAD_DIM + d, mask=d_ok, other=0.0)
+    out = tl.where(denom > 0, acc / tl.where(denom > 0, denom, 1.0), 0.0)
+    tl.store(out_ptr + row * HEAD_DIM + d,
+             _bits.cast_out(out, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=d_ok)
+
+
+def _hw_cvt(device: torch.device) -> bool:
+    """The e4m3 -> fp16 conversion instruction exists from SM89 (Ada, Hopper) on."""
+    if device.type != "cuda":
+        return False
+    from nvfp4_kernels.backends import registry
+    return registry.capability(device) >= (8, 9)
+
+
+def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale,
+                     sm_scale, window, max_seq_len, num_splits, *, config=None, out=None,
+                     hw_cvt: bool | None = None):
+    """q [B, q_len, HQ, D] -> out [B, q_len, HQ, D] (q's dtype); see the module docstring.
+
+    value_cache None: V is read from key_cache. window 0: none. max_seq_len 0: the block table's
+    capacity. num_splits 0: choose_splits. config: (BLOCK_N, num_warps, num_stages)."""
+    batch, q_len, hq, dim = q.shape
+    num_blocks, block_size, hkv, _ = key_cache.shape
+    if out is None:
+        out = torch.empty_like(q)
+    if out.numel() == 0:
+        return out
+    group = hq // hkv
+    block_n, warps, stages = config or config_for(dim)
+    block_d = triton.next_power_of_2(dim)
+    block_r = rows_per_program(group * q_len, dim)
+    row_blocks = triton.cdiv(group * q_len, block_r)
+    if num_splits <= 0:
+        capacity = block_table.shape[1] * block_size
+        max_keys = min(max_seq_len, capacity) if max_seq_len > 0 else capacity
+        if window > 0:
+            max_keys = min(max_keys, window + q_len - 1)
+        index = q.device.index if q.is_cuda else None
+        num_splits = choose_splits(batch, hkv, row_blocks, max_keys,
+                                   sm_count(q.device.type, index))
+    hw = (_hw_cvt(q.device) if hw_cvt is None else hw_cvt) and not interpreting()
+    fold = 1.0 if hw else _BITS_FOLD
+    if num_splits > 1:
+        acc_ws = torch.empty((batch * q_len * hq * num_splits, dim), dtype=torch.float32,
+                             device=q.device)
+        ml_ws = torch.empty((batch * q_len * hq * num_splits, 2), dtype=torch.float32,
+                            device=q.device)
+    else:
+        acc_ws = ml_ws = out  # unused (the SPLITS == 1 branch is compiled out)
+    kc = key_cache.view(torch.uint8)
+    vc = kc if value_cache is None else value_cache.view(torch.uint8)
+    ks = k_scale.reshape(-1).float()
+    vs = (k_scale if value_cache is None and v_scale is None else v_scale).reshape(-1).float()
+    grid = (batch * hkv * row_blocks, num_splits)
+    with grid_device(q):
+        _decode_kernel[grid](
+            q, kc, vc, block_table, seq_lens, ks, vs, out, acc_ws, ml_ws,
+            float(sm_scale) * LOG2E * fold, fold, q_len, hq, hkv, hkv * dim,
+            block_table.stride(0), block_table.shape[1], num_blocks, int(window), num_splits,
+            GROUP=group, BLOCK_SIZE=block_size, HEAD_DIM=dim, BLOCK_D=block_d, BLOCK_R=block_r,
+            BLOCK_N=block_n, ROW_BLOCKS=row_blocks, SINGLE=num_splits == 1,
+            K_PER_HEAD=ks.numel() > 1, V_PER_HEAD=vs.numel() > 1, HW_CVT=hw,
+            DOT_F32=interpreting(), HAS_WINDOW=window > 0,
+            BF16_BY_BITS=interpreting(), num_warps=warps, num_stages=stages)
+        if num_splits > 1:
+            _combine_kernel[(batch * q_len * hq,)](
+                acc_ws, ml_ws, out, num_splits, HEAD_DIM=dim, BLOCK_D=block_d,
+                BF16_BY_BITS=interpreting(), num_warps=4 if block_d >= 512 else 2)
+    return out
+
+
+__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "choose_splits", "config_for",
+           "rows_per_program"]
