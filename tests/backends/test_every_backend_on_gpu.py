@@ -123,14 +123,13 @@ def _kv_cache(name, op):
     assert_same_bits(vc, rv)
     if op == "kv_cache_gather":
         table = torch.tensor([[0, 2, 4], [5, 1, 3]], dtype=torch.int32)
-        lens = torch.tensor([40, 17], dtype=torch.int32)
+        lens = torch.tensor([40, 17], dtype=torch.int32)  # 57 rows in all
         for dtype in (torch.bfloat16, torch.float32):
             _poison_allocator()
             got_k, got_v = torch.ops.nvfp4.kv_cache_gather(
                 kc, vc, table.cuda(), lens.cuda(), k_scale.cuda(), v_scale.cuda(), 57, dtype,
                 backend=name)
-            want_k, want_v = ref.kv_cache_gather(rk, rv, table, lens, k_scale, v_scale, 57,
-                                                 dtype)
+            want_k, want_v = ref.kv_cache_gather(rk, rv, table, lens, k_scale, v_scale, dtype)
             assert_same_bits(got_k, want_k)
             assert_same_bits(got_v, want_v)
 
