@@ -125,3 +125,23 @@ def test_quantize_checks_before_device():
     with pytest.raises(RuntimeError, match=r"x: must be a CUDA tensor, got shape \[2, 32\], "
                                            r"dtype Float, device cpu"):
         C.quantize(torch.zeros(2, 32), torch.ones(()), True)
+
+
+def test_decode_gemm_entry_point():
+    """Built (SM80-SM90 target): its host checks run before any device work; left out of the
+    build: a stub that says which target is missing. Either way an error, never a crash."""
+    a = torch.zeros(1, 64, dtype=torch.bfloat16)
+    b = torch.zeros(64, 32, dtype=torch.uint8)
+    b_scale = torch.zeros(128, 4).to(E4M3)  # swizzled: 64 rows padded to 128, 4 scale columns
+    args = (a, None, b, b_scale, True, torch.ones(1), None, torch.bfloat16)
+    if C.HAS_DECODE_GEMM:
+        with pytest.raises(RuntimeError, match="decode GEMM: K must be a positive multiple of 32"):
+            C.gemm_decode(a[:, :48].contiguous(), None, b[:, :24].contiguous(),
+                          b_scale[:, :3].contiguous(), False, torch.ones(1), None,
+                          torch.bfloat16)
+        with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
+            C.gemm_decode(*args)
+    else:
+        with pytest.raises(RuntimeError, match="needs an extension built with an SM80-SM90 "
+                                               "target"):
+            C.gemm_decode(*args)
