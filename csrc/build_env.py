@@ -32,6 +32,27 @@ def cutlass_include() -> str:
     return "|".join(os.path.join(root, d) for d in ("include", "tools/util/include"))
 
 
+def cxx_runtime() -> str:
+    """Path of the shared libstdc++ that torch runs with ("" if it cannot be told).
+
+    The extension links this file by path, so that it uses the C++ runtime already in the
+    process. Left to itself, a compiler whose own libstdc++.so is missing or a dangling link
+    (as on a GPU machine this project runs on: a relocated g++ with only libstdc++.a usable)
+    resolves -lstdc++ to the static archive; the module then carries a second C++ runtime next
+    to torch's, and the first error message built with an ostringstream crashed the process.
+    """
+    import torch  # noqa: F401  (loads libtorch, and with it the C++ runtime)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if os.path.basename(path).startswith("libstdc++.so"):
+                    return path
+    except OSError:  # not Linux: leave the choice to the compiler
+        pass
+    return ""
+
+
 def main() -> None:
     import torch
     from torch.utils import cpp_extension as ext
@@ -43,6 +64,7 @@ def main() -> None:
         "PYTHON_INCLUDE_DIR": sysconfig.get_paths()["include"],
         "PYTHON_EXT_SUFFIX": sysconfig.get_config_var("EXT_SUFFIX"),
         "CUTLASS_INCLUDE_DIRS": cutlass_include(),
+        "CXX_RUNTIME_LIBRARY": cxx_runtime(),
         "DEFAULT_CUDA_ARCHS": (os.environ.get("NVFP4_CUDA_ARCHS") or default_archs()).replace(";", "|"),
     }
     for key, value in info.items():

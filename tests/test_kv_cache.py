@@ -1,4 +1,7 @@
-"""FP8 paged KV cache: write by slot mapping, gather by block table, per-tensor and per-head scales."""
+"""FP8 paged KV cache: write by slot mapping, gather by block table, per-tensor and per-head scales.
+
+Every test runs on the CPU (reference backend) and, with a GPU, on CUDA tensors through the
+automatic backend choice there."""
 
 from __future__ import annotations
 
@@ -11,26 +14,27 @@ from tests.conftest import assert_same_bits
 E4M3 = torch.float8_e4m3fn
 
 
-def make_cache(num_blocks, block_size, heads, dim, dtype=E4M3):
+def make_cache(num_blocks, block_size, heads, dim, dtype=E4M3, device="cpu"):
     # Poison: 0x7f is e4m3 NaN, so any slot a write should not touch stays recognisable.
-    return torch.full((num_blocks, block_size, heads, dim), 0x7F, dtype=torch.uint8).view(dtype)
+    return torch.full((num_blocks, block_size, heads, dim), 0x7F, dtype=torch.uint8,
+                      device=device).view(dtype)
 
 
 @pytest.mark.parametrize("per_head", [False, True])
 @pytest.mark.parametrize("cache_dtype", [E4M3, torch.uint8])
-def test_write_stores_satfinite_e4m3_at_slots(per_head, cache_dtype):
+def test_write_stores_satfinite_e4m3_at_slots(per_head, cache_dtype, device):
     gen = torch.Generator().manual_seed(1)
     tokens, heads, dim, block_size = 9, 4, 64, 16
     key = torch.randn(tokens, heads, dim, generator=gen).bfloat16() * 300
     value = torch.randn(tokens, heads, dim, generator=gen).bfloat16()
     k_scale = torch.rand(heads if per_head else 1, generator=gen) + 0.1
     v_scale = torch.tensor([0.01])
-    kc, vc = make_cache(4, block_size, heads, dim, cache_dtype), make_cache(4, block_size, heads,
-                                                                            dim, cache_dtype)
+    kc, vc = (make_cache(4, block_size, heads, dim, cache_dtype, device) for _ in range(2))
     slots = torch.tensor([5, 17, -1, 63, 0, 40, -1, 33, 2])
-    nk.kv_cache.write(key, value, kc, vc, slots, k_scale, v_scale)
-    flat_k = kc.view(E4M3).reshape(-1, heads, dim)
-    flat_v = vc.view(E4M3).reshape(-1, heads, dim)
+    nk.kv_cache.write(key.to(device), value.to(device), kc, vc, slots.to(device),
+                      k_scale.to(device), v_scale.to(device))
+    flat_k = kc.cpu().view(E4M3).reshape(-1, heads, dim)
+    flat_v = vc.cpu().view(E4M3).reshape(-1, heads, dim)
     ks = k_scale.reshape(-1, 1)
     for t, slot in enumerate(slots.tolist()):
         if slot < 0:
@@ -46,27 +50,30 @@ def test_write_stores_satfinite_e4m3_at_slots(per_head, cache_dtype):
 
 
 @pytest.mark.parametrize("head_dim,block_size", [(64, 16), (256, 32), (512, 128)])
-def test_gather_after_write_round_trips(head_dim, block_size):
+def test_gather_after_write_round_trips(head_dim, block_size, device):
     gen = torch.Generator().manual_seed(head_dim + block_size)
     heads, seq_lens = 2, torch.tensor([3, block_size + 5, 0, 1])
     blocks_per_seq = 2
     num_blocks = 16
     perm = torch.randperm(num_blocks, generator=gen)[:4 * blocks_per_seq]
     block_table = perm.reshape(4, blocks_per_seq).int()
-    kc, vc = make_cache(num_blocks, block_size, heads, head_dim), \
-        make_cache(num_blocks, block_size, heads, head_dim)
+    kc, vc = (make_cache(num_blocks, block_size, heads, head_dim, device=device) for _ in range(2))
     k_scale, v_scale = torch.tensor([0.5]), torch.tensor([0.25, 2.0])
+    dev_k_scale, dev_v_scale = k_scale.to(device), v_scale.to(device)
     keys, values = [], []
     for i, n in enumerate(seq_lens.tolist()):
         k = torch.randn(n, heads, head_dim, generator=gen)
         v = torch.randn(n, heads, head_dim, generator=gen)
         pos = torch.arange(n)
         slots = block_table[i, pos // block_size].long() * block_size + pos % block_size
-        nk.kv_cache.write(k, v, kc, vc, slots, k_scale, v_scale)
+        nk.kv_cache.write(k.to(device), v.to(device), kc, vc, slots.to(device), dev_k_scale,
+                          dev_v_scale)
         keys.append(k)
         values.append(v)
-    k_out, v_out = nk.kv_cache.gather(kc, vc, block_table, seq_lens, k_scale, v_scale,
+    dev_table, dev_lens = block_table.to(device), seq_lens.to(device)
+    k_out, v_out = nk.kv_cache.gather(kc, vc, dev_table, dev_lens, dev_k_scale, dev_v_scale,
                                       dtype=torch.float32)
+    assert k_out.device == kc.device
     total = int(seq_lens.sum())
     assert k_out.shape == (total, heads, head_dim) and v_out.dtype == torch.float32
     k_all, v_all = torch.cat(keys), torch.cat(values)
@@ -75,19 +82,20 @@ def test_gather_after_write_round_trips(head_dim, block_size):
     want_v = torch.clamp(v_all / vs, -448, 448).to(E4M3).float() * vs
     assert_same_bits(k_out, want_k)
     assert_same_bits(v_out, want_v)
-    k_bf16, _ = nk.kv_cache.gather(kc, vc, block_table, seq_lens, k_scale, v_scale,
+    k_bf16, _ = nk.kv_cache.gather(kc, vc, dev_table, dev_lens, dev_k_scale, dev_v_scale,
                                    total_tokens=total)
     assert_same_bits(k_bf16, want_k.bfloat16())
 
 
-def test_empty_write_and_gather():
-    kc, vc = make_cache(2, 16, 1, 64), make_cache(2, 16, 1, 64)
-    empty = torch.zeros(0, 1, 64)
-    nk.kv_cache.write(empty, empty, kc, vc, torch.zeros(0, dtype=torch.long), 1.0, 1.0)
+def test_empty_write_and_gather(device):
+    kc, vc = make_cache(2, 16, 1, 64, device=device), make_cache(2, 16, 1, 64, device=device)
+    empty = torch.zeros(0, 1, 64, device=device)
+    nk.kv_cache.write(empty, empty, kc, vc, torch.zeros(0, dtype=torch.long, device=device),
+                      1.0, 1.0)
     assert torch.all(kc.view(torch.uint8) == 0x7F)
-    k, v = nk.kv_cache.gather(kc, vc, torch.zeros(0, 1, dtype=torch.int32),
-                              torch.zeros(0, dtype=torch.int32), 1.0, 1.0)
-    assert k.shape == (0, 1, 64) and v.shape == (0, 1, 64)
+    k, v = nk.kv_cache.gather(kc, vc, torch.zeros(0, 1, dtype=torch.int32, device=device),
+                              torch.zeros(0, dtype=torch.int32, device=device), 1.0, 1.0)
+    assert k.shape == (0, 1, 64) and v.shape == (0, 1, 64) and k.device == kc.device
 
 
 def test_out_of_range_slots_are_skipped_without_debug_checks(device):

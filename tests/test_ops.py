@@ -75,30 +75,35 @@ def test_fake_kernels_give_shapes_without_running():
             torch.ops.nvfp4.gemm(data, data[:40], scale, scale[:5], torch.empty(1), torch.float16)
 
 
-def test_compile_fullgraph_quantize_then_gemm_matches_eager():
+def test_compile_fullgraph_quantize_then_gemm_matches_eager(device):
+    """Inductor around the custom ops: on a GPU the kernel backends run inside the graph."""
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(7, 64, generator=gen).bfloat16()
-    w = nk.quantize(torch.randn(32, 64, generator=gen))
-    bias = torch.randn(32, generator=gen)
+    x = torch.randn(7, 64, generator=gen).bfloat16().to(device)
+    w = nk.quantize(torch.randn(32, 64, generator=gen).to(device))
+    bias = torch.randn(32, generator=gen).to(device)
 
     def forward(x, w, bias):
         y = nk.gemm(nk.quantize(x), w, bias=bias)
         return y + nk.gemm(x, w)
 
     compiled = torch.compile(forward, fullgraph=True)  # default backend: inductor
-    assert torch.equal(compiled(x, w, bias), forward(x, w, bias))
+    got = compiled(x, w, bias)
+    assert got.device == x.device
+    assert torch.equal(got, forward(x, w, bias))
 
 
-def test_compile_fullgraph_kv_cache_round_trip():
+def test_compile_fullgraph_kv_cache_round_trip(device):
     def step(key, kc, vc, slots, table, lens):
-        nk.kv_cache.write(key, key, kc, vc, slots, torch.ones(1), torch.ones(1))
-        return nk.kv_cache.gather(kc, vc, table, lens, torch.ones(1), torch.ones(1),
-                                  total_tokens=3)
+        one = torch.ones(1, device=key.device)
+        nk.kv_cache.write(key, key, kc, vc, slots, one, one)
+        return nk.kv_cache.gather(kc, vc, table, lens, one, one, total_tokens=3)
 
-    key = torch.randn(3, 1, 64)
-    args = (torch.tensor([0, 1, 2]), torch.tensor([[0]], dtype=torch.int32),
-            torch.tensor([3], dtype=torch.int32))
-    kc1, vc1 = (torch.zeros(1, 16, 1, 64, dtype=torch.float8_e4m3fn) for _ in range(2))
+    key = torch.randn(3, 1, 64, device=device)
+    args = (torch.tensor([0, 1, 2], device=device),
+            torch.tensor([[0]], dtype=torch.int32, device=device),
+            torch.tensor([3], dtype=torch.int32, device=device))
+    kc1, vc1 = (torch.zeros(1, 16, 1, 64, dtype=torch.float8_e4m3fn, device=device)
+                for _ in range(2))
     kc2, vc2 = kc1.clone(), vc1.clone()
     eager = step(key, kc1, vc1, *args)
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")(key, kc2, vc2, *args)

@@ -3,6 +3,9 @@ checks, and CUTLASS's scale-factor layout against the swizzled layout of DESIGN 
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 import pytest
 import torch
 
@@ -22,6 +25,34 @@ def _operands(m=1, n=64, k=64, sf_k=None):
     a_s = torch.zeros(-(-m // 128) * 128, sf_cols).to(E4M3)
     b_s = torch.zeros(-(-n // 128) * 128, sf_cols).to(E4M3)
     return a, b, a_s, b_s, torch.ones(())
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _defining_file(handle: ctypes.CDLL, symbol: str) -> str:
+    """The file whose definition of `symbol` a lookup from `handle` binds to (dlsym searches the
+    module first, then its dependencies)."""
+    address = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
+    libc = ctypes.CDLL(None)
+    info = _DlInfo()
+    assert libc.dladdr(ctypes.c_void_p(address), ctypes.byref(info)), symbol
+    return os.path.realpath(info.dli_fname.decode())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's dynamic loader")
+def test_extension_carries_no_cxx_runtime_of_its_own():
+    """A libstdc++ linked statically into the module is a second C++ runtime beside torch's: on
+    the GPU machine (its g++ had no usable libstdc++.so) every error message crashed the process
+    (issue 10). The runtime's own functions must come from the shared library torch loaded."""
+    handle = ctypes.CDLL(C.__file__)  # already loaded: the same handle
+    module = os.path.realpath(C.__file__)
+    for symbol in ("_ZNSt6locale7classicEv", "__cxa_throw", "_ZNSo9_M_insertIlEERSoT_"):
+        where = _defining_file(handle, symbol)
+        assert where != module, f"{symbol} is defined inside the extension (static libstdc++)"
+        assert "libstdc++" in os.path.basename(where), (symbol, where)
 
 
 def test_compiled_archs_listed():
@@ -89,5 +120,28 @@ def test_gemm_entry_points(arch, flag):
 def test_quantize_checks_before_device():
     with pytest.raises(RuntimeError, match="multiple of 16"):
         C.quantize(torch.zeros(2, 24), torch.ones(()), True)
-    with pytest.raises(RuntimeError, match="x: must be a CUDA tensor"):
+    # The message is built in the extension's ostringstream: where the GPU machine crashed while
+    # the module carried its own libstdc++ (issue 10).
+    with pytest.raises(RuntimeError, match=r"x: must be a CUDA tensor, got shape \[2, 32\], "
+                                           r"dtype Float, device cpu"):
         C.quantize(torch.zeros(2, 32), torch.ones(()), True)
+
+
+def test_decode_gemm_entry_point():
+    """Built (SM80-SM90 target): its host checks run before any device work; left out of the
+    build: a stub that says which target is missing. Either way an error, never a crash."""
+    a = torch.zeros(1, 64, dtype=torch.bfloat16)
+    b = torch.zeros(64, 32, dtype=torch.uint8)
+    b_scale = torch.zeros(128, 4).to(E4M3)  # swizzled: 64 rows padded to 128, 4 scale columns
+    args = (a, None, b, b_scale, True, torch.ones(1), None, torch.bfloat16)
+    if C.HAS_DECODE_GEMM:
+        with pytest.raises(RuntimeError, match="decode GEMM: K must be a positive multiple of 32"):
+            C.gemm_decode(a[:, :48].contiguous(), None, b[:, :24].contiguous(),
+                          b_scale[:, :3].contiguous(), False, torch.ones(1), None,
+                          torch.bfloat16)
+        with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
+            C.gemm_decode(*args)
+    else:
+        with pytest.raises(RuntimeError, match="needs an extension built with an SM80-SM90 "
+                                               "target"):
+            C.gemm_decode(*args)
