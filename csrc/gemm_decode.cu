@@ -48,25 +48,21 @@ void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stre
     // Register ring, 2 stages, one 16-row tile per warp (also the path for scale views that are
     // not 4-byte aligned).
     case 1: launch<A, MT, Shape<8, 2, MT == 1 ? 3 : 2>>(p, stream); break;
-    // Shared-memory ring, 3 stages, two row tiles per warp.
-    case 2: launch<A, MT, Shape<8, 3, MT == 1 ? 3 : 2, 2, true>>(p, stream); break;
-    // Shared-memory ring, 4 warps per CTA, two row tiles per warp.
-    case 3: launch<A, MT, Shape<4, 4, MT == 1 ? 5 : 3, 2, true>>(p, stream); break;
-    // Shared-memory ring, 4 warps per CTA, one row tile per warp: twice the CTAs, each half as
-    // long (a shorter tail when the last wave of CTAs only partly fills the GPU).
-    case 4: launch<A, MT, Shape<4, 4, MT == 1 ? 8 : 4, 1, true>>(p, stream); break;
-    // Shared-memory ring, 16 warps per CTA split K.
-    case 5: launch<A, MT, Shape<16, 4, MT == 1 ? 2 : 1, 1, true>>(p, stream); break;
-    // The default's shapes with the next chunk's activations loaded one chunk ahead.
-    case 6: launch<A, MT, Shape<8, 4, MT == 1 ? 4 : 2, 1, true, true>>(p, stream); break;
-    case 7: launch<A, MT, Shape<8, 3, MT == 1 ? 3 : 2, 2, true, true>>(p, stream); break;
-    // The default (H100 sweep, docs/performance.md): one token tile (M <= 8) streams one
-    // 16-row tile per warp through a 4-stage ring, 4 CTAs per SM; two token tiles reuse each
-    // activation register over two row tiles (at M = 16 the activations a CTA reads from L2
-    // otherwise dominate), 3 stages, 2 CTAs per SM.
-    default:
+    // The default's shapes with the activations loaded in the iteration that uses them.
+    case 2:
       if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true>>(p, stream);
       else launch<A, MT, Shape<8, 3, 2, 2, true>>(p, stream);
+      break;
+    // Shared-memory ring, 4 warps per CTA, two row tiles per warp.
+    case 3: launch<A, MT, Shape<4, 4, MT == 1 ? 5 : 3, 2, true>>(p, stream); break;
+    // The default, from the H100 sweep of eight shapes (docs/performance.md): one token tile
+    // (M <= 8) streams one 16-row tile per warp through a 4-stage shared-memory ring, 4 CTAs
+    // per SM; two token tiles reuse each activation register over two row tiles (at M = 16 the
+    // activations a CTA reads from L2 otherwise dominate), 3 stages, 2 CTAs per SM. Both load
+    // the next chunk's activations one chunk ahead.
+    default:
+      if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true, true>>(p, stream);
+      else launch<A, MT, Shape<8, 3, 2, 2, true, true>>(p, stream);
   }
 }
 

@@ -35,7 +35,7 @@ at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_s
                        const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                        at::ScalarType out_dtype, int64_t variant = 0);
 // How many launch shapes `variant` selects from (0 = the default).
-constexpr int kDecodeGemmVariants = 8;
+constexpr int kDecodeGemmVariants = 4;
 
 // gemm_sm120.cu / gemm_sm100.cu (only in builds with sm_120a / sm_100a; bindings.cpp provides
 // stubs that explain what is missing otherwise). D = alpha * A @ B^T, out bf16 or fp16.

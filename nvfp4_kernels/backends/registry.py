@@ -37,19 +37,19 @@ OP_NAMES = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "k
 ENV_VAR = "NVFP4_BACKEND"
 
 # Automatic order per op, and optionally per (op, GPU major version): (op, major) entries win
-# over op entries, which win over BACKEND_NAMES. Measured reasons, H100 (SM90), 2026-11:
-#   quantize: Triton 65-67 % of copy bandwidth. The CUDA quantize now uses 16-byte loads but is
-#     unmeasured: it stays behind Triton until a GPU run (bench_quantize.py --backends triton
-#     cuda) shows it ahead. cutlass's quantize is the same CUDA kernel with the hardware E2M1
-#     conversion (SM100/SM120 only, unmeasured).
-#   dequantize: both kernels were rewritten in issue 9 (word-level decode, no division per value)
-#     and are unmeasured; Triton stays first until benchmarks/bench_dequantize.py says otherwise.
-#   KV cache: Triton is measured bit-exact on the H100; the CUDA kernels were wrong before
-#     issue 10 (grid and index disagreed) and are unmeasured since the fix.
+# over op entries, which win over BACKEND_NAMES. Measured reasons, H100 (SM90), CUDA-graph timing
+# against copy bandwidth (docs/performance.md, docs/backends.md):
+#   quantize (given scale): Triton 73-74 %, CUDA 72-80 % (2026-11-27, earlier session); within
+#     noise of each other, Triton stays first (it needs no build). cutlass's quantize is the same
+#     CUDA kernel with the hardware E2M1 conversion (SM100/SM120 only, unmeasured).
+#   dequantize (issue 9 kernels, 2026-11-27): CUDA 95-96 % on gate_up and down weights, both
+#     layouts, bf16 and fp16; Triton 77-84 % (Triton 3.6): CUDA first where it is built.
+#   KV cache (8192 tokens x 16 heads x 256, earlier session of 2026-11-27): write Triton 97 %,
+#     CUDA 90 %; gather Triton 92 %, CUDA 87 %: Triton first.
 # GEMM orders are the defaults (cutlass first where it can run); extend this table per arch.
 ORDER = {
     "quantize": ("triton", "cutlass", "cuda", "reference"),
-    "dequantize": ("triton", "cuda", "reference"),
+    "dequantize": ("cuda", "triton", "reference"),
     "kv_cache_write": ("triton", "cuda", "reference"),
     "kv_cache_gather": ("triton", "cuda", "reference"),
     # Only Triton has a kernel; the reference (float64, materialises the cache) is the fallback.

@@ -14,7 +14,9 @@ from nvfp4_kernels.backends.triton import _bits
 from nvfp4_kernels.backends.triton._launch import grid_device, interpreting
 
 _BLOCK_K = 1024
-_TINY = 1e-30  # an all-zero row gets this amax: scale ~0, codes 0, no 0 * inf
+# An all-zero row gets this amax: scale ~0, codes 0, no 0 * inf. A constexpr: Triton 3.6 refuses
+# plain globals inside a kernel (3.8 accepts them).
+_TINY = tl.constexpr(1e-30)
 
 
 @triton.jit
