@@ -83,6 +83,8 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
                      sm_scale, window=0, max_seq_len=0, num_splits=0, backend=None):
     check.attention_decode_args(q, key_cache, value_cache, block_table, seq_lens, k_scale,
                                 v_scale, sm_scale, window, max_seq_len, num_splits)
+    if debug.checks_enabled():
+        debug.check_attention(key_cache, block_table, seq_lens, q.shape[1])
     _, impl = registry.choose("attention_decode", q.device, (q.dtype,), backend)
     return impl(q, key_cache, value_cache, block_table, seq_lens, k_scale, v_scale, sm_scale,
                 window, max_seq_len, num_splits)

@@ -18,6 +18,9 @@ What is checked when on:
 * ``kv_cache.write``: every slot is -1 or in [0, num_blocks * block_size).
 * ``kv_cache.gather``: lengths in [0, block_table columns * block_size], ``total_tokens`` equals
   ``sum(seq_lens)``, and every block id a sequence uses is in [0, num_blocks).
+* ``attention.decode``: the same lengths and block ids (a -1 inside a sequence's used blocks is
+  refused too: without checks its keys are silently left out of the softmax), and every
+  non-empty sequence holds at least its q_len new tokens.
 """
 
 from __future__ import annotations
@@ -58,24 +61,42 @@ def check_slots(slot_mapping, key_cache) -> None:
                          f"max {hi} (without debug checks these tokens are silently skipped)")
 
 
-def check_gather(key_cache, block_table, seq_lens, total_tokens) -> None:
-    """Lengths within the block table, total_tokens == sum(seq_lens), used block ids in range."""
-    if seq_lens.numel() == 0:
-        if total_tokens != 0:
-            raise ValueError(f"total_tokens: expected 0 for an empty batch, got {total_tokens}")
-        return
+def _check_lengths_and_blocks(key_cache, block_table, seq_lens) -> torch.Tensor:
+    """Lengths within the block table and the block ids they use in [0, num_blocks); returns the
+    lengths as int64 (on the device)."""
     block_size, num_blocks = key_cache.shape[1], key_cache.shape[0]
     lens = seq_lens.long()
     capacity = block_table.shape[1] * block_size
     if int(lens.min()) < 0 or int(lens.max()) > capacity:
         raise ValueError(f"seq_lens: lengths must be in [0, {capacity}] (block_table has "
                          f"{block_table.shape[1]} blocks of {block_size}); got {seq_lens.tolist()}")
-    if int(lens.sum()) != total_tokens:
-        raise ValueError(f"total_tokens: expected sum(seq_lens) = {int(lens.sum())}, got "
-                         f"{total_tokens}")
     used = (lens + block_size - 1) // block_size
     cols = block_table.new_tensor(range(block_table.shape[1]), dtype=torch.long)
     live = block_table[cols.unsqueeze(0) < used.unsqueeze(1)]
     if live.numel() and (int(live.min()) < 0 or int(live.max()) >= num_blocks):
         raise ValueError(f"block_table: block ids used by seq_lens must be in [0, {num_blocks}); "
                          f"got min {int(live.min())}, max {int(live.max())}")
+    return lens
+
+
+def check_gather(key_cache, block_table, seq_lens, total_tokens) -> None:
+    """Lengths within the block table, total_tokens == sum(seq_lens), used block ids in range."""
+    if seq_lens.numel() == 0:
+        if total_tokens != 0:
+            raise ValueError(f"total_tokens: expected 0 for an empty batch, got {total_tokens}")
+        return
+    lens = _check_lengths_and_blocks(key_cache, block_table, seq_lens)
+    if int(lens.sum()) != total_tokens:
+        raise ValueError(f"total_tokens: expected sum(seq_lens) = {int(lens.sum())}, got "
+                         f"{total_tokens}")
+
+
+def check_attention(key_cache, block_table, seq_lens, q_len: int) -> None:
+    """As check_gather for the cache reads, and non-empty sequences hold their q_len new tokens."""
+    if seq_lens.numel() == 0:
+        return
+    lens = _check_lengths_and_blocks(key_cache, block_table, seq_lens)
+    short = (lens > 0) & (lens < q_len)
+    if bool(short.any()):
+        raise ValueError(f"seq_lens: a non-empty sequence must hold its {q_len} new token(s) "
+                         f"(q_len); got {seq_lens.tolist()}")

@@ -152,6 +152,28 @@ def test_bad_inputs_name_the_argument():
         dec(q.transpose(0, 1), kc, kc, table, lens, 1.0, 1.0)
 
 
+def test_debug_checks_refuse_lengths_blocks_and_short_sequences():
+    """With nk.debug checks on, what the kernels would silently skip is an error naming the
+    argument; with them off the same call runs (those keys are left out)."""
+    gen = torch.Generator().manual_seed(11)
+    q, kc, vc, table, _, ks, vs = random_case(gen, batch=2, q_len=2, lens=(5, 6))
+    cases = [("seq_lens", table, [17, 6]),            # more keys than 4 blocks of 4
+             ("block_table", table.clone().index_fill_(1, torch.tensor([1]), -1), [5, 6]),
+             ("seq_lens", table, [1, 6])]             # 1 key, 2 new tokens
+    previous = nk.debug.set_checks(True)
+    try:
+        for name, bad_table, lens in cases:
+            with pytest.raises(ValueError, match=name):
+                nk.attention.decode(q, kc, vc, bad_table, torch.tensor(lens, dtype=torch.int32),
+                                    ks, vs)
+        nk.attention.decode(q, kc, vc, table, torch.tensor([5, 0], dtype=torch.int32), ks, vs)
+    finally:
+        nk.debug.set_checks(previous)
+    out = nk.attention.decode(q, kc, vc, cases[1][1], torch.tensor([5, 6], dtype=torch.int32),
+                              ks, vs)
+    assert torch.isfinite(out).all()
+
+
 def _op_args(device):
     gen = torch.Generator().manual_seed(0)
     q, kc, vc, table, lens, ks, vs = random_case(gen, dim=32, bs=16, cols=2, lens=(20, 3, 0))
