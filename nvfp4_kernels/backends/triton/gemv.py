@@ -388,11 +388,9 @@ def launch_shape(cfg: GemvConfig, m: int, n: int, k: int, sm_count: int):
 
 
 def _launch(a, a_scale, b, b_scale, alpha, bias, out_dtype, b_swizzled, a_nvfp4, out, config):
-    m = a.shape[0]
-    n, k = b.shape[0], b.shape[1] * 2
+    m, n, k = a.shape[0], b.shape[0], b.shape[1] * 2
     device = a.device
-    if out is None:
-        out = torch.empty((m, n), dtype=out_dtype, device=device)
+    out = _gemm.output(a, b, out_dtype, out)
     if m == 0 or n == 0:
         return out
     interp = interpreting()
