@@ -25,7 +25,7 @@ from numbers import Real
 
 import torch
 
-from nvfp4_kernels import debug
+from nvfp4_kernels import _global_scale, debug
 
 
 class ScaleError(ValueError):
@@ -109,8 +109,7 @@ def per_call_scale(name: str, value, device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         debug_check_scale(name, value)  # opt-in: reads the value (a sync)
         return value
-    from nvfp4_kernels import _global_scale  # it imports the reference, which imports us
-    return _global_scale.constant(check_scale_value(name, value), torch.device(device), (1,))
+    return _global_scale.constant(check_scale_value(name, value), device, (1,))
 
 
 def _tracing() -> bool:

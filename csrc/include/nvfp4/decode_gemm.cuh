@@ -1,4 +1,4 @@
-// Decode-size GEMM (M <= 64 tokens) with NVFP4 weights, for GPUs without FP4 tensor cores
+// Decode-size GEMM (M <= 16 tokens) with NVFP4 weights, for GPUs without FP4 tensor cores
 // (SM80-SM90). Torch-free: raw pointers and int shapes.
 //
 //   D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]),  fp32 accumulation
@@ -14,8 +14,8 @@
 //   with one 16-byte load each, straight from the checkpoint layout [N, K/2]; the activations
 //   are permuted to match with one byte-permute per register (cheap: one token row per lane).
 // * Word-level decode: from a 32-bit word of 8 nibbles, nibbles (p, p+4) become one fp16x2 or
-//   bf16x2 pair with two shifts and two logic ops (sign bit kept, exponent/mantissa bits moved
-//   under the target's exponent), read as lut * 2^-14 (fp16) or lut * 2^-126 (bf16). One packed
+//   bf16x2 pair with a select, a shift and a mask (nvfp4/e2m1_words.cuh: sign bit kept,
+//   exponent/mantissa bits moved under the target's exponent), read as lut * 2^-14 (fp16) or lut * 2^-126 (bf16). One packed
 //   multiply by the block scale (pre-scaled so that the product is lut * s * 2^-14 resp. 2^-8,
 //   exact: at most 6 significant bits, in range) gives the MMA operand; the power of two is
 //   undone once per output in the epilogue.
