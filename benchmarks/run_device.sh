@@ -7,6 +7,8 @@
 #   QUICK=1 bash benchmarks/run_device.sh                  # decode sizes only (M = 1, 16),
 #                                                          # prefill routes at M = 1024 on gate_up
 #   SWEEP=1 bash benchmarks/run_device.sh                  # also time every plan/tile candidate
+#   TESTS_ONLY=1 bash benchmarks/run_device.sh             # build, memcheck and tests, no benchmarks
+#   JOBS=4 ...                                             # pytest processes sharing the GPU
 #
 # Needs python3 with torch and triton (the H100 machine: Python 3.12, torch 2.11, Triton 3.6).
 # The Triton backend needs no build step: the repository is put on PYTHONPATH. The C++/CUDA
@@ -33,6 +35,23 @@ step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember failures
     [ "$rc" -eq 0 ] || failed+=("$name")
 }
 
+pytest_sharded() {  # pytest_sharded JOBS DIR: one pytest per shard of DIR's test files
+    local jobs="$1" dir="$2" i pids=() rc=0
+    mapfile -t files < <(find "$dir" -name 'test_*.py' | sort)
+    for (( i = 0; i < jobs; i++ )); do
+        local shard=()
+        for (( j = i; j < ${#files[@]}; j += jobs )); do shard+=("${files[j]}"); done
+        "$PY" -m pytest -q -rfEs --maxfail=50 -p no:cacheprovider "${shard[@]}" \
+            > "$OUT/pytest_shard$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for (( i = 0; i < jobs; i++ )); do
+        wait "${pids[i]}" || rc=1
+        echo "shard $i: $(tail -n 1 "$OUT/pytest_shard$i.log")"
+    done
+    return $rc
+}
+
 "$PY" - > "$OUT/environment.txt" 2>&1 <<'PYEOF'
 import platform, torch
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
@@ -51,7 +70,9 @@ step cuda_extension env OUT="$OUT/cuda_extension" bash .ci/device_cuda.sh
 
 if "$PY" -c "import pytest" 2>/dev/null; then
     # Compiled kernels on the GPU (the whole suite, cuda device parametrizations included).
-    step pytest_gpu "$PY" -m pytest -q --maxfail=50 tests -p no:cacheprovider
+    # The suite is compile-bound (Triton JIT on the host), so JOBS pytest processes share the
+    # GPU, each over every JOBS-th test file; the step fails if any shard fails.
+    step pytest_gpu pytest_sharded "${JOBS:-4}" tests
     # The same Triton tests through the interpreter on CPU tensors, as CI runs them.
     step pytest_triton_interpreter env TRITON_INTERPRET=1 "$PY" -m pytest -q \
         tests/backends/triton -p no:cacheprovider
@@ -59,6 +80,16 @@ else
     echo "pytest is not installed here: tests skipped" | tee "$OUT/pytest_missing.txt"
     failed+=("pytest_missing")
 fi
+
+finish() {
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "FAILED steps: ${failed[*]}"
+        exit 1
+    fi
+    echo "all steps passed; results in $OUT"
+    exit 0
+}
+[ -n "${TESTS_ONLY:-}" ] && finish
 
 M_LIST=(1 2 4 8 16 32 64 128 1024 8192)
 [ -n "${QUICK:-}" ] && M_LIST=(1 16)
@@ -85,8 +116,4 @@ DECODE_ARGS=()
 [ -n "${QUICK:-}" ] && DECODE_ARGS=(--batches 1 8 --contexts 4096)
 step bench_decode_step "$PY" benchmarks/bench_decode_step.py "${DECODE_ARGS[@]}" --out "$OUT"
 
-if [ "${#failed[@]}" -gt 0 ]; then
-    echo "FAILED steps: ${failed[*]}"
-    exit 1
-fi
-echo "all steps passed; results in $OUT"
+finish
