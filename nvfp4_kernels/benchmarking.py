@@ -43,8 +43,12 @@ def common_args(description: str) -> argparse.ArgumentParser:
 
 
 def setup_device(args) -> torch.device:
-    """cuda if present; else CPU + interpreter for --smoke, or a clean exit."""
-    if torch.cuda.is_available():
+    """cuda if present; else CPU + interpreter for --smoke, or a clean exit.
+
+    Under TRITON_INTERPRET=1 a GPU is not used even if present: the interpreter copies every
+    argument to the host, which a CUDA graph capture forbids, and its times mean nothing."""
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    if torch.cuda.is_available() and not interpreting:
         return torch.device("cuda")
     if not args.smoke:
         print("no CUDA GPU: nothing to measure (use --smoke to exercise the code on CPU)")

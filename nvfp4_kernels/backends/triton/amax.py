@@ -52,14 +52,17 @@ def _amax_kernel(x_ptr, ws_ptr, out_ptr, numel, STEPS, GLOBAL_SCALE: tl.constexp
     tl.atomic_max(ws_ptr, tl.max(best, axis=0).to(tl.int32, bitcast=True))
     # acq_rel (Triton's default): the last program's increment sees every earlier maximum.
     done = tl.atomic_add(ws_ptr + 1, 1)
-    if done == programs - 1:
-        amax = tl.atomic_max(ws_ptr, 0).to(tl.float32, bitcast=True)  # an atomic read
-        result = tl.full([1], 1.0, tl.float32) * amax
-        if GLOBAL_SCALE:
-            gs = tl.math.div_rn(tl.full([1], 2688.0, tl.float32), result)
-            gs = tl.minimum(gs, 3.4028234663852886e38)
-            result = tl.where(result == 0.0, 1.0, gs)
-        tl.store(out_ptr + tl.arange(0, 1), result)
+    # Every program reads the running maximum (one more atomic each); only the last program's
+    # read is complete, and only it stores. A masked store rather than `if`: Triton 3.6's
+    # interpreter cannot branch on a tensor under numpy 2.5.
+    amax = tl.atomic_max(ws_ptr, 0).to(tl.float32, bitcast=True)  # an atomic read
+    result = tl.full([1], 1.0, tl.float32) * amax
+    if GLOBAL_SCALE:
+        gs = tl.math.div_rn(tl.full([1], 2688.0, tl.float32), result)
+        gs = tl.minimum(gs, 3.4028234663852886e38)
+        result = tl.where(result == 0.0, 1.0, gs)
+    last = tl.full([1], 1, tl.int1) & (done == programs - 1)
+    tl.store(out_ptr + tl.arange(0, 1), result, mask=last)
 
 
 def _reduce(x: torch.Tensor, global_scale: bool, block: int = _BLOCK,

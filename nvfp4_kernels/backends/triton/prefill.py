@@ -150,12 +150,21 @@ def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, 
                                fold, scale_layout, torch.float8_e4m3fn, out=ws[:nc])
         # Row-wise scaled FP8 GEMM (bf16 output is what cuBLASLt offers with row-wise scales);
         # the chunk is then copied into its output columns.
-        res = torch._scaled_mm(a8, w8.t(), scale_a=a_scale,
-                               scale_b=b_scale_cols[:, n0:n0 + nc], out_dtype=torch.bfloat16)
+        res = _scaled_mm_rowwise(a8, w8.t(), a_scale, b_scale_cols[:, n0:n0 + nc])
         if bias is not None:
             res = res + bias[n0:n0 + nc].to(res.dtype)
         out[:, n0:n0 + nc].copy_(res)
     return out
+
+
+def _scaled_mm_rowwise(a8, b8, scale_a, scale_b) -> torch.Tensor:
+    """``a8 @ b8`` scaled per row of a and per column of b, bf16 out. Older torch's CPU
+    ``_scaled_mm`` takes per-tensor scales only, so on CPU (the interpreter tests) the same
+    product is formed in float32: FP8 products are exact there, as on the tensor cores."""
+    if a8.is_cuda:
+        return torch._scaled_mm(a8, b8, scale_a=scale_a, scale_b=scale_b,
+                                out_dtype=torch.bfloat16)
+    return ((a8.float() @ b8.float()) * scale_a * scale_b).to(torch.bfloat16)
 
 
 def _fp8_ok(n: int, mode_: str | None) -> bool:
