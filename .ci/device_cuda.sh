@@ -31,6 +31,12 @@ log "pytest rc=$? ($(tail -1 "$OUT/pytest.txt"))"
 
 # memcheck over the kernel tests (out-of-bounds and misaligned accesses; slow, so one file set).
 if command -v compute-sanitizer >/dev/null; then
+    # Positive control: memcheck must flag a deliberate out-of-bounds write here.
+    canary="$OUT/memcheck_canary"
+    nvcc -o "$canary" .ci/memcheck_canary.cu > "$OUT/memcheck_canary.txt" 2>&1 &&
+        compute-sanitizer --tool memcheck "$canary" >> "$OUT/memcheck_canary.txt" 2>&1
+    log "memcheck canary (must report errors): $(grep -E 'ERROR SUMMARY' "$OUT/memcheck_canary.txt" | tail -1)"
+    rm -f "$canary"
     compute-sanitizer --tool memcheck --error-exitcode 9 --target-processes all \
         python3 -m pytest -q -x tests/backends/cuda > "$OUT/memcheck.txt" 2>&1
     log "memcheck rc=$? ($(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -1))"
