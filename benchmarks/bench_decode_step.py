@@ -167,12 +167,21 @@ def module_bytes(mod: nn.Module) -> int:
 # Per-layer math in PyTorch
 # ---------------------------------------------------------------------------------------------
 
-def rms_norm(x, weight=None):
-    xf = x.float()
-    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)
-    if weight is not None:
-        y = y * (1.0 + weight.float())
-    return y.to(x.dtype)
+def rms_norm(x, scale=None):
+    """Gemma's RMSNorm in float32; ``scale`` is ``1 + weight`` in float32, made once by
+    ``norm_scales`` (not per step). F.rms_norm is one fused kernel on CUDA where torch has it:
+    the glue around the GEMMs is the same in every recipe, and a serving engine fuses it too."""
+    return F.rms_norm(x.float(), (x.shape[-1],), scale, EPS).to(x.dtype)
+
+
+def norm_scales(layer) -> dict:
+    """The float32 ``1 + weight`` of each of a layer's RMSNorms, by name."""
+    names = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+             "post_feedforward_layernorm")
+    scales = {name: 1.0 + getattr(layer, name).detach().float() for name in names}
+    scales["q_norm"] = 1.0 + layer.self_attn.q_norm.detach().float()
+    scales["k_norm"] = 1.0 + layer.self_attn.k_norm.detach().float()
+    return scales
 
 
 def rope_tables(kind: LayerKind, position: int, device, dtype):
@@ -298,25 +307,27 @@ class FP8Attention:
 
 
 def decoder_step(layers, attns, ropes, q_heads):
+    scales = [norm_scales(layer) for layer in layers]
+
     def step(x):
-        for layer, attn, (cos, sin) in zip(layers, attns, ropes):
+        for layer, attn, (cos, sin), ns in zip(layers, attns, ropes, scales):
             kind = layer.kind
             b, d = x.shape[0], kind.head_dim
-            h = rms_norm(x, layer.input_layernorm)
+            h = rms_norm(x, ns["input_layernorm"])
             qkv = layer.qkv(h)
             q = qkv[:, :q_heads * d].view(b, q_heads, d)
             k_raw = qkv[:, q_heads * d:(q_heads + kind.kv_heads) * d].view(b, kind.kv_heads, d)
             v_raw = qkv[:, (q_heads + kind.kv_heads) * d:].view(b, kind.kv_heads, d) \
                 if kind.has_v_proj else k_raw
-            q = rope(rms_norm(q, layer.self_attn.q_norm), cos, sin)
-            k = rope(rms_norm(k_raw, layer.self_attn.k_norm), cos, sin)
+            q = rope(rms_norm(q, ns["q_norm"]), cos, sin)
+            k = rope(rms_norm(k_raw, ns["k_norm"]), cos, sin)
             v = rms_norm(v_raw)
             o = attn(q.contiguous(), k.contiguous(), v.contiguous())
-            x = x + rms_norm(layer.o_proj(o), layer.post_attention_layernorm)
-            h = rms_norm(x, layer.pre_feedforward_layernorm)
+            x = x + rms_norm(layer.o_proj(o), ns["post_attention_layernorm"])
+            h = rms_norm(x, ns["pre_feedforward_layernorm"])
             gate, up = layer.gate_up(h).chunk(2, -1)
             x = x + rms_norm(layer.down_proj(F.gelu(gate, approximate="tanh") * up),
-                             layer.post_feedforward_layernorm)
+                             ns["post_feedforward_layernorm"])
         return x
     return step
 
