@@ -81,8 +81,8 @@ void launch_for(const dequant::Params& p, at::ScalarType dtype) {
     case at::kHalf:
       launch<__half, SCALED>(p, stream);
       break;
-    case at::kFloat8_e4m3fn:
-      launch<__nv_fp8_e4m3, SCALED>(p, stream);
+    case at::kFloat8_e4m3fn:  // the scaled variant only (the FP8 prefill mode)
+      if constexpr (SCALED) launch<__nv_fp8_e4m3, SCALED>(p, stream);
       break;
     default:
       launch<float, SCALED>(p, stream);
