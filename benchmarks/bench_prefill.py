@@ -8,10 +8,11 @@ layer shapes, against cuBLAS bf16 measured in the same run.
 Routes (CUDA-graph replay over rotated inputs, harness.graph_ms):
   prefill       backends/triton/prefill.py: dequantize the weight in chunks of at most
                 `workspace_mib` MiB each, torch.mm per chunk. `overlap`: chunk i + 1 is
-                dequantized on a high-priority side stream while chunk i is multiplied (two
-                chunk buffers); `dequant`: which kernel dequantizes ("cuda": the extension's,
-                "triton"). `variant` names the three. W4A16 times the first workspace size with
-                overlap off/on x every dequantize backend present, the others with overlap on;
+                dequantized on a side stream of `side_priority` -1 (high) or 0 while chunk i is
+                multiplied (two chunk buffers); `dequant`: which kernel
+                dequantizes ("cuda": the extension's, "triton"). `variant` names them. W4A16 times
+                the first workspace size with overlap off/on x every dequantize backend present
+                and once more with the other side-stream priority, the others with overlap on;
                 the --small-workspace-mib size (16 MiB: may keep a chunk in L2 between dequantize
                 and GEMM) only at the largest M, overlap off/on. W4A4 times the first workspace
                 size, overlap off/on, the default dequantize backend.
@@ -30,7 +31,8 @@ during one eager call minus what was allocated before it: the output plus any wo
 The last rows give, per kind, the smallest M from which the best prefill route beats the fused
 kernel on every layer at that M and above (`summary`: the value for plan.PREFILL_MIN_M), and per
 prefill variant and M the lowest and geometric-mean `x_cublas` over the layers
-(`summary_variant`: to choose prefill.OVERLAP, the workspace and the dequantize backend).
+(`summary_variant`: to choose prefill.OVERLAP, SIDE_PRIORITY, the workspace and the dequantize
+backend).
 """
 
 from __future__ import annotations
@@ -94,14 +96,16 @@ def run(args):
                 return torch.ops.nvfp4.quantize(x, gs_x, "swizzled")
 
             routes = {"w4a16": {}, "w4a4": {}}
-            for mib, overlap, dequant in _variants(args, m, ms_list, device):
-                ws = mib << 20
-                kw = dict(workspace=ws, overlap=overlap, dequant=dequant)
-                routes["w4a16"][(mib, overlap, dequant)] = (
+            for variant in _variants(args, m, ms_list, device):
+                mib, overlap, dequant, priority = variant
+                kw = dict(workspace=mib << 20, overlap=overlap, dequant=dequant,
+                          priority=priority)
+                routes["w4a16"][variant] = (
                     lambda x, g, b, s, al, kw=kw: prefill.gemm_w4a16(
                         x, b, s, al, "swizzled", dtype, None, **kw))
-                if mib == workspaces[0] and dequant == default_dq:
-                    routes["w4a4"][(mib, overlap, dequant)] = (
+                if (mib == workspaces[0] and dequant == default_dq and
+                        priority == prefill.SIDE_PRIORITY):
+                    routes["w4a4"][variant] = (
                         lambda x, g, b, s, al, kw=kw: prefill.gemm(
                             *_pair(quantized(x, g), b, s), al / g, dtype, None, **kw))
             routes["w4a16"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm_w4a16(
@@ -135,9 +139,10 @@ def run(args):
                            "x_cublas": base / ms if base and ms else None,
                            "tflops": 2 * m * n * k / (ms * 1e-3) / 1e12 if ms else None}
                     if isinstance(route, tuple):
-                        mib, overlap, dequant = route
+                        mib, overlap, dequant, priority = route
                         row.update(route="prefill", variant=_label(*route), workspace_mib=mib,
                                    overlap=overlap, dequant=dequant,
+                                   side_priority=priority if overlap else None,
                                    workspace_bytes=prefill.workspace_bytes(
                                        m, n, k, kind == "w4a4", mib << 20, overlap=overlap))
                     elif route == "prefill_fp8":
@@ -154,21 +159,26 @@ def run(args):
 
 
 def _variants(args, m, ms_list, device):
-    """(workspace MiB, overlap, dequantize backend) of the W4A16 prefill rows at this M."""
+    """(workspace MiB, overlap, dequantize backend, side-stream priority) of the W4A16 prefill
+    rows at this M."""
     from nvfp4_kernels.backends.triton import prefill
     default_dq = prefill.dequant_backend(device)
+    prio, other_prio = prefill.SIDE_PRIORITY, -1 - prefill.SIDE_PRIORITY  # -1 <-> 0
     backends = [default_dq] + [b for b in prefill.DEQUANT_BACKENDS if b != default_dq and
                                device.type == "cuda" and prefill._cuda_reason(device) is None]
     first, *others = [1] if args.smoke else args.workspace_mib
-    out = [(first, overlap, dq) for dq in backends for overlap in (False, True)]
-    out += [(mib, True, default_dq) for mib in others]
+    out = [(first, overlap, dq, prio) for dq in backends for overlap in (False, True)]
+    if not args.smoke:
+        out.append((first, True, default_dq, other_prio))
+    out += [(mib, True, default_dq, prio) for mib in others]
     if args.small_workspace_mib and not args.smoke and m == max(ms_list):
-        out += [(args.small_workspace_mib, overlap, default_dq) for overlap in (False, True)]
+        out += [(args.small_workspace_mib, overlap, default_dq, prio) for overlap in (False, True)]
     return out
 
 
-def _label(mib, overlap, dequant):
-    return f"ws{mib}_{'overlap' if overlap else 'inorder'}_{dequant}"
+def _label(mib, overlap, dequant, priority):
+    schedule = ("overlap_high" if priority < 0 else "overlap_normal") if overlap else "inorder"
+    return f"ws{mib}_{schedule}_{dequant}"
 
 
 def _reference(kind, inputs, quantized):

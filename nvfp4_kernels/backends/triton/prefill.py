@@ -22,11 +22,11 @@ capturable (the graph's private pool keeps them) and eager calls reuse cached bl
 Overlap (``overlap=True``, the default ``OVERLAP``): serialized, dequantizing the whole weight
 costs about a quarter of the compute-bound GEMMs' time at M = 1024 (H100: ~0.2 of 0.91 ms on
 gate_up). With overlap the weight workspace holds two chunks (twice the bytes above) and chunk
-i + 1 is dequantized on a side stream of higher priority while cuBLAS multiplies chunk i on the
-caller's stream, so the dequantize CTAs take SMs as GEMM CTAs retire instead of waiting for the
-whole GEMM. Events order each chunk's GEMM after its dequantize and each dequantize after the
-GEMM that last read its buffer; the side stream first waits for the caller's stream (fork) and
-the caller's stream waits for it before returning (join). That join is also why the buffers need
+i + 1 is dequantized on a side stream (high priority by default, ``SIDE_PRIORITY``) while cuBLAS
+multiplies chunk i on the caller's stream, so the dequantize CTAs take SMs as GEMM CTAs retire
+instead of waiting for the whole GEMM. Events order each chunk's GEMM after its dequantize and
+each dequantize after the GEMM that last read its buffer; the side stream first waits for the
+caller's stream (fork) and the caller's stream waits for it before returning (join). That join is also why the buffers need
 no ``record_stream``: everything issued later on the caller's stream, including whatever reuses
 their memory, is ordered after the side stream's work. Fork and join by events are legal inside
 CUDA-graph capture, and the chunks and their order are the same as without overlap, so the result
@@ -58,6 +58,7 @@ other shapes run the exact route.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 
@@ -70,6 +71,7 @@ from nvfp4_kernels.reference import BLOCK, swizzled_shape
 
 WORKSPACE_BYTES = 64 << 20  # bound of one dequantized weight chunk (overlap holds two)
 OVERLAP = True              # dequantize chunk i + 1 on a side stream during chunk i's GEMM
+SIDE_PRIORITY = -1          # that stream's priority: -1 high (CUDA's lower is higher), 0 normal
 DEQUANT_BACKENDS = ("cuda", "triton")
 _ROW_ALIGN = 128            # chunks start on 128-row tiles of the swizzled scale layout
 MODE_ENV = "NVFP4_PREFILL_MODE"
@@ -210,11 +212,11 @@ class _InOrder:
 
 
 class _TwoStreams(_InOrder):
-    """Dequantize on a high-priority side stream, GEMMs on the caller's (see the module doc)."""
+    """Dequantize on a side stream, GEMMs on the caller's (see the module doc)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, priority: int):
         self.main = torch.cuda.current_stream(device)
-        self.other = _side_stream(self.main.device_index)
+        self.other = _side_stream(self.main.device_index, priority)
 
     def fork(self):
         self.other.wait_stream(self.main)
@@ -239,17 +241,20 @@ class _TwoStreams(_InOrder):
 
 
 @functools.cache
-def _side_stream(index: int) -> torch.cuda.Stream:
-    # Higher priority (lower number): the block scheduler hands SMs that GEMM CTAs free to the
-    # pending dequantize CTAs first.
-    return torch.cuda.Stream(device=index, priority=-1)
+def _side_stream(index: int, priority: int) -> torch.cuda.Stream:
+    # High priority (-1): the block scheduler hands SMs that GEMM CTAs free to pending dequantize
+    # CTAs before the GEMM's own next wave; normal priority (0) lets them fill only the SMs the
+    # GEMM leaves idle (its last, partial wave). Which hides more is measured by
+    # benchmarks/bench_prefill.py.
+    return torch.cuda.Stream(device=index, priority=priority)
 
 
-def _pipelined(chunks, slots, device, produce, consume):
+def _pipelined(chunks, slots, device, produce, consume, priority=SIDE_PRIORITY):
     """consume(i, produce(i, slot)) for every chunk, produce(i + 1) overlapping consume(i) when
     two slots and a CUDA device allow it. A chunk's slot is reused by chunk i + slots, so that
     dequantize waits for the GEMM that read the slot last."""
-    lanes = _TwoStreams(device) if slots == 2 and device.type == "cuda" else _InOrder()
+    lanes = (_TwoStreams(device, priority) if slots == 2 and device.type == "cuda"
+             else _InOrder())
     lanes.fork()
     with lanes.side():
         operand = produce(0, 0)
@@ -272,8 +277,7 @@ def _chunks(n, rows):
     return [(n0, min(rows, n - n0)) for n0 in range(0, n, rows)]
 
 
-def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias, budget,
-             overlap, dequant):
+def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias, budget, sched):
     m, n, k = a.shape[0], b.shape[0], b.shape[1] * 2
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     if m == 0 or n == 0:
@@ -282,7 +286,7 @@ def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias,
         return out.zero_() if bias is None else out.copy_(bias.to(out_dtype).expand(m, n))
     rows = min(chunk_rows(k, budget), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
     chunks = _chunks(n, rows)
-    slots = _slots(overlap, len(chunks))
+    slots = _slots(sched.overlap, len(chunks))
     ws = torch.empty((slots, rows, k), dtype=compute_dtype, device=a.device)
     alpha = alpha.reshape(-1).float()
     per_row = alpha.numel() > 1
@@ -291,7 +295,7 @@ def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias,
 
     def produce(i, slot):
         n0, nc = chunks[i]
-        return _dequantize_scaled(dequant, b[n0:n0 + nc],
+        return _dequantize_scaled(sched.dequant, b[n0:n0 + nc],
                                   _scale_rows(b_scale, scale_layout, n0, nc, k),
                                   alpha[n0:n0 + nc] if per_row else alpha, scale_layout,
                                   compute_dtype, out=ws[slot, :nc])
@@ -307,12 +311,11 @@ def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias,
         if not direct:
             dst.copy_(res)
 
-    _pipelined(chunks, slots, a.device, produce, consume)
+    _pipelined(chunks, slots, a.device, produce, consume, sched.priority)
     return out
 
 
-def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, budget,
-                 overlap, dequant):
+def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, budget, sched):
     """D = (a8 * a_scale[m]) @ (w8 * 8 alpha[n])^T per weight chunk on FP8 tensor cores."""
     m, n, k = a8.shape[0], b.shape[0], b.shape[1] * 2
     out = torch.empty((m, n), dtype=out_dtype, device=a8.device)
@@ -320,14 +323,14 @@ def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, 
         return out
     rows = min(chunk_rows(k, budget, 1), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
     chunks = _chunks(n, rows)
-    slots = _slots(overlap, len(chunks))
+    slots = _slots(sched.overlap, len(chunks))
     ws = torch.empty((slots, rows, k), dtype=torch.float8_e4m3fn, device=a8.device)
     fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a8.device)
     b_scale_cols = (alpha.reshape(1, -1).float() / _FP8_FOLD).expand(1, n).contiguous()
 
     def produce(i, slot):
         n0, nc = chunks[i]
-        return _dequantize_scaled(dequant, b[n0:n0 + nc],
+        return _dequantize_scaled(sched.dequant, b[n0:n0 + nc],
                                   _scale_rows(b_scale, scale_layout, n0, nc, k), fold,
                                   scale_layout, torch.float8_e4m3fn, out=ws[slot, :nc])
 
@@ -340,7 +343,7 @@ def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, 
             res = res + bias[n0:n0 + nc].to(res.dtype)
         out[:, n0:n0 + nc].copy_(res)
 
-    _pipelined(chunks, slots, a8.device, produce, consume)
+    _pipelined(chunks, slots, a8.device, produce, consume, sched.priority)
     return out
 
 
@@ -358,41 +361,57 @@ def _fp8_ok(n: int, mode_: str | None) -> bool:
     return (mode_ or mode()) == "fp8" and n % 16 == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+    overlap: bool   # two chunk buffers, dequantize on a side stream
+    priority: int   # of that stream
+    dequant: str    # "cuda" or "triton"
+
+
+def _schedule(device, overlap, priority, dequant) -> _Schedule:
+    priority = SIDE_PRIORITY if priority is None else priority
+    if priority not in (-1, 0):
+        raise ValueError(f"priority: expected -1 (high) or 0 (normal), got {priority!r}")
+    return _Schedule(OVERLAP if overlap is None else bool(overlap), priority,
+                     dequant_backend(device, dequant))
+
+
 def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *,
-               workspace=WORKSPACE_BYTES, mode=None, overlap=None, dequant=None):
+               workspace=WORKSPACE_BYTES, mode=None, overlap=None, priority=None, dequant=None):
     """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N], as gemm.gemm_w4a16.
     mode: "exact" or "fp8" (default: the NVFP4_PREFILL_MODE setting, see mode()); overlap:
-    dequantize on a side stream during the GEMMs (default OVERLAP); dequant: "cuda" or
-    "triton" (default: see dequant_backend)."""
-    overlap = OVERLAP if overlap is None else overlap
-    dequant = dequant_backend(a.device, dequant)
+    dequantize on a side stream during the GEMMs (default OVERLAP) of `priority` -1 or 0
+    (default SIDE_PRIORITY); dequant: "cuda" or "triton" (default: see dequant_backend)."""
+    sched = _schedule(a.device, overlap, priority, dequant)
     if _fp8_ok(b.shape[0], mode):
         a8, a_scale = fp8.quantize_rows(a)
         return _fp8_chunked(a8, a_scale, b, b_scale, b_alpha, scale_layout, out_dtype, bias,
-                            workspace, overlap, dequant)
+                            workspace, sched)
     return _chunked(a, b, b_scale, b_alpha, scale_layout, a.dtype, out_dtype, bias, workspace,
-                    overlap, dequant)
+                    sched)
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, workspace=WORKSPACE_BYTES,
-         mode=None, overlap=None, dequant=None):
+         mode=None, overlap=None, priority=None, dequant=None):
     """NVFP4 a [M, K/2] x NVFP4 b [N, K/2] (swizzled scales) -> [M, N], as gemm.gemm.
     Keywords as gemm_w4a16."""
-    overlap = OVERLAP if overlap is None else overlap
-    dequant = dequant_backend(a.device, dequant)
+    sched = _schedule(a.device, overlap, priority, dequant)
     if _fp8_ok(b.shape[0], mode):
         fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a.device)
-        a8 = _dequantize_scaled(dequant, a, a_scale, fold, "swizzled", torch.float8_e4m3fn)
+        a8 = _dequantize_scaled(sched.dequant, a, a_scale, fold, "swizzled",
+                                torch.float8_e4m3fn)
         a_rows = torch.full((a.shape[0], 1), 1.0 / _FP8_FOLD, dtype=torch.float32,
                             device=a.device)
         return _fp8_chunked(a8, a_rows, b, b_scale, alpha, "swizzled", out_dtype, bias,
-                            workspace, overlap, dequant)
+                            workspace, sched)
     one = torch.ones(1, dtype=torch.float32, device=a.device)
-    a_hat = _dequantize_scaled(dequant, a, a_scale, one, "swizzled", torch.bfloat16)  # exact
+    a_hat = _dequantize_scaled(sched.dequant, a, a_scale, one, "swizzled",
+                               torch.bfloat16)  # lut * s, exact
     return _chunked(a_hat, b, b_scale, alpha, "swizzled", torch.bfloat16, out_dtype, bias,
-                    workspace, overlap, dequant)
+                    workspace, sched)
 
 
-__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "WORKSPACE_BYTES", "chunk_rows",
+__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "SIDE_PRIORITY", "WORKSPACE_BYTES",
+           "chunk_rows",
            "clear_mode", "dequant_backend", "gemm", "gemm_w4a16", "mode", "takes",
            "workspace_bytes"]

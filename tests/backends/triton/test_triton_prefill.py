@@ -230,8 +230,9 @@ def test_overlap_is_bit_identical_to_in_order(kind, device, gen):
     want = run(overlap=False, dequant="triton")
     assert not want.isnan().any()
     for backend in _backends(device):
-        for _ in range(2 if device.type == "cuda" else 1):
-            assert torch.equal(run(overlap=True, dequant=backend), want), backend
+        for priority in (-1, 0):  # side stream high / normal priority (CPU: no streams)
+            assert torch.equal(run(overlap=True, priority=priority, dequant=backend), want), \
+                (backend, priority)
         assert torch.equal(run(overlap=False, dequant=backend), want), backend
 
 
@@ -269,6 +270,10 @@ def test_dequant_backend_choice():
         prefill.dequant_backend(cpu, "cuda")
     with pytest.raises(ValueError, match="dequant: expected one of"):
         prefill.dequant_backend(cpu, "cutlass")
+    a = torch.zeros(1, 32, dtype=torch.float16)
+    with pytest.raises(ValueError, match="priority: expected -1"):
+        prefill.gemm_w4a16(a, torch.zeros(16, 16, dtype=torch.uint8), None, None, "linear",
+                           torch.float16, None, priority=-5)
 
 
 # Compiled kernels on a GPU (this folder's conftest sets TRITON_INTERPRET=1 without one).
