@@ -93,7 +93,7 @@ __device__ __forceinline__ void store8<__half>(__half* o, const float (&v)[8]) {
   *reinterpret_cast<uint4*>(o) = u;
 }
 
-// RN to e4m3, saturating (cvt.rn.satfinite on SM89+, the same rounding emulated below).
+// RN to e4m3, saturating (cvt.rn.satfinite on SM89+; cuda_fp8.h emulates it on older archs).
 template <>
 __device__ __forceinline__ void store8<__nv_fp8_e4m3>(__nv_fp8_e4m3* o, const float (&v)[8]) {
   uint2 u;
