@@ -9,13 +9,14 @@ Routes (CUDA-graph replay over rotated inputs, harness.graph_ms):
   prefill       backends/triton/prefill.py: dequantize the weight in chunks of at most
                 `workspace_mib` MiB each, torch.mm per chunk. `overlap`: chunk i + 1 is
                 dequantized on a side stream of `side_priority` -1 (high) or 0 while chunk i is
-                multiplied (two chunk buffers); `dequant`: which kernel
-                dequantizes ("cuda": the extension's, "triton"). `variant` names them. W4A16 times
-                the first workspace size with overlap off/on x every dequantize backend present
-                and once more with the other side-stream priority, the others with overlap on;
-                the --small-workspace-mib size (16 MiB: may keep a chunk in L2 between dequantize
-                and GEMM) only at the largest M, overlap off/on. W4A4 times the first workspace
-                size, overlap off/on, the default dequantize backend.
+                multiplied (two chunk buffers); `ramp`: a small first chunk, doubling;
+                `dequant`: which kernel dequantizes ("cuda": the extension's, "triton").
+                `variant` names them (Variant.label). W4A16 times the first workspace size in
+                order and overlapped per dequantize backend present, then the default with the
+                other side-stream priority and with the ramp flipped; the other sizes
+                overlapped; the --small-workspace-mib size (16 MiB: may keep a chunk in L2
+                between dequantize and GEMM) only at the largest M, in order and overlapped.
+                W4A4 times the library's default schedule at the first size.
   prefill_fp8   the same route in its opt-in, lossy FP8 mode (NVFP4_PREFILL_MODE=fp8): e4m3
                 weight chunks and activations, torch._scaled_mm with row-wise scales (library
                 defaults for overlap and dequantize)
@@ -36,6 +37,8 @@ backend).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -97,14 +100,12 @@ def run(args):
 
             routes = {"w4a16": {}, "w4a4": {}}
             for variant in _variants(args, m, ms_list, device):
-                mib, overlap, dequant, priority = variant
-                kw = dict(workspace=mib << 20, overlap=overlap, dequant=dequant,
-                          priority=priority)
+                kw = dict(workspace=variant.mib << 20, overlap=variant.overlap,
+                          priority=variant.priority, ramp=variant.ramp, dequant=variant.dequant)
                 routes["w4a16"][variant] = (
                     lambda x, g, b, s, al, kw=kw: prefill.gemm_w4a16(
                         x, b, s, al, "swizzled", dtype, None, **kw))
-                if (mib == workspaces[0] and dequant == default_dq and
-                        priority == prefill.SIDE_PRIORITY):
+                if variant == _default_variant(workspaces[0], device):
                     routes["w4a4"][variant] = (
                         lambda x, g, b, s, al, kw=kw: prefill.gemm(
                             *_pair(quantized(x, g), b, s), al / g, dtype, None, **kw))
@@ -138,13 +139,14 @@ def run(args):
                            "rel_error": _rel_error(fn, inputs[0], exact),
                            "x_cublas": base / ms if base and ms else None,
                            "tflops": 2 * m * n * k / (ms * 1e-3) / 1e12 if ms else None}
-                    if isinstance(route, tuple):
-                        mib, overlap, dequant, priority = route
-                        row.update(route="prefill", variant=_label(*route), workspace_mib=mib,
-                                   overlap=overlap, dequant=dequant,
-                                   side_priority=priority if overlap else None,
+                    if isinstance(route, Variant):
+                        row.update(route="prefill", variant=route.label(),
+                                   workspace_mib=route.mib, overlap=route.overlap,
+                                   side_priority=route.priority if route.overlap else None,
+                                   ramp=route.ramp, dequant=route.dequant,
                                    workspace_bytes=prefill.workspace_bytes(
-                                       m, n, k, kind == "w4a4", mib << 20, overlap=overlap))
+                                       m, n, k, kind == "w4a4", route.mib << 20,
+                                       overlap=route.overlap))
                     elif route == "prefill_fp8":
                         row.update(overlap=prefill.OVERLAP, dequant=default_dq,
                                    workspace_bytes=prefill.workspace_bytes(
@@ -158,27 +160,54 @@ def run(args):
     return rows
 
 
-def _variants(args, m, ms_list, device):
-    """(workspace MiB, overlap, dequantize backend, side-stream priority) of the W4A16 prefill
-    rows at this M."""
+class Variant(NamedTuple):
+    """One schedule of the prefill route (keywords of prefill.gemm_w4a16)."""
+    mib: int        # weight chunk bound (workspace=), MiB
+    overlap: bool
+    priority: int   # of the side stream (-1 high, 0 normal)
+    ramp: bool      # small first chunk, doubling
+    dequant: str    # "cuda" or "triton"
+
+    def label(self) -> str:
+        if not self.overlap:
+            schedule = "inorder" + ("_ramp" if self.ramp else "")
+        else:
+            schedule = ("overlap_high" if self.priority < 0 else "overlap_normal") + \
+                ("" if self.ramp else "_even")
+        return f"ws{self.mib}_{schedule}_{self.dequant}"
+
+
+def _default_variant(mib, device) -> Variant:
+    """The library's defaults (prefill.OVERLAP etc.) at this chunk bound."""
     from nvfp4_kernels.backends.triton import prefill
-    default_dq = prefill.dequant_backend(device)
-    prio, other_prio = prefill.SIDE_PRIORITY, -1 - prefill.SIDE_PRIORITY  # -1 <-> 0
-    backends = [default_dq] + [b for b in prefill.DEQUANT_BACKENDS if b != default_dq and
-                               device.type == "cuda" and prefill._cuda_reason(device) is None]
-    first, *others = [1] if args.smoke else args.workspace_mib
-    out = [(first, overlap, dq, prio) for dq in backends for overlap in (False, True)]
-    if not args.smoke:
-        out.append((first, True, default_dq, other_prio))
-    out += [(mib, True, default_dq, prio) for mib in others]
-    if args.small_workspace_mib and not args.smoke and m == max(ms_list):
-        out += [(args.small_workspace_mib, overlap, default_dq, prio) for overlap in (False, True)]
-    return out
+    return Variant(mib, prefill.OVERLAP, prefill.SIDE_PRIORITY, prefill.OVERLAP,
+                   prefill.dequant_backend(device))
 
 
-def _label(mib, overlap, dequant, priority):
-    schedule = ("overlap_high" if priority < 0 else "overlap_normal") if overlap else "inorder"
-    return f"ws{mib}_{schedule}_{dequant}"
+def _variants(args, m, ms_list, device) -> list[Variant]:
+    """The W4A16 prefill schedules timed at this M: with the first chunk bound, in order and
+    overlapped (ramp, high priority) per dequantize backend, then one change at a time from the
+    default (the other priority, no ramp); the other bounds overlapped; the small bound only at
+    the largest M."""
+    from nvfp4_kernels.backends.triton import prefill
+    default = _default_variant(([1] if args.smoke else args.workspace_mib)[0], device)
+    backends = [default.dequant] + [b for b in prefill.DEQUANT_BACKENDS if b != default.dequant
+                                    and device.type == "cuda"
+                                    and prefill._cuda_reason(device) is None]
+    prio = default.priority
+    out = []
+    for dq in backends:
+        out += [Variant(default.mib, False, prio, False, dq),
+                Variant(default.mib, True, prio, True, dq)]
+    if args.smoke:
+        return out
+    out += [Variant(default.mib, True, -1 - default.priority, default.ramp, default.dequant),
+            Variant(default.mib, True, default.priority, not default.ramp, default.dequant)]
+    out += [default._replace(mib=mib, overlap=True, ramp=True) for mib in args.workspace_mib[1:]]
+    if args.small_workspace_mib and m == max(ms_list):
+        out += [default._replace(mib=args.small_workspace_mib, overlap=o, ramp=o)
+                for o in (False, True)]
+    return list(dict.fromkeys(out))  # no schedule twice whatever the defaults are
 
 
 def _reference(kind, inputs, quantized):

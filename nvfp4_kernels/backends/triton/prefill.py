@@ -29,8 +29,9 @@ each dequantize after the GEMM that last read its buffer; the side stream first 
 caller's stream (fork) and the caller's stream waits for it before returning (join). That join is also why the buffers need
 no ``record_stream``: everything issued later on the caller's stream, including whatever reuses
 their memory, is ordered after the side stream's work. Fork and join by events are legal inside
-CUDA-graph capture, and the chunks and their order are the same as without overlap, so the result
-is bit-identical either way. On CPU tensors (the interpreter tests) there are no streams: the same
+CUDA-graph capture, and the result depends only on the chunks, so it is bit-identical with the
+in-order schedule of the same chunks. With overlap the chunks ramp up by default (a small first
+chunk, doubling; ``_chunks``), so that the one dequantize nothing hides is short. On CPU tensors (the interpreter tests) there are no streams: the same
 code issues everything in order, with the same two buffers.
 
 Dequantize backend (``dequant=None``: "cuda" when the compiled extension can run on this GPU,
@@ -72,6 +73,7 @@ from nvfp4_kernels.reference import BLOCK, swizzled_shape
 WORKSPACE_BYTES = 64 << 20  # bound of one dequantized weight chunk (overlap holds two)
 OVERLAP = True              # dequantize chunk i + 1 on a side stream during chunk i's GEMM
 SIDE_PRIORITY = -1          # that stream's priority: -1 high (CUDA's lower is higher), 0 normal
+RAMP_FIRST = 8              # ramp (default: with overlap): first chunk 1/8 of a full one
 DEQUANT_BACKENDS = ("cuda", "triton")
 _ROW_ALIGN = 128            # chunks start on 128-row tiles of the swizzled scale layout
 MODE_ENV = "NVFP4_PREFILL_MODE"
@@ -114,9 +116,8 @@ def workspace_bytes(m: int, n: int, k: int, w4a4: bool, budget: int = WORKSPACE_
                     fp8: bool = False, overlap: bool = False) -> int:
     """Bytes this route allocates besides its output (for docs and benchmarks)."""
     size = 1 if fp8 else 2
-    rows = chunk_rows(k, budget, size)
-    weight = min(rows, -(-n // _ROW_ALIGN) * _ROW_ALIGN) * k * size
-    weight *= _slots(overlap, -(-n // rows))
+    rows = min(chunk_rows(k, budget, size), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
+    weight = rows * k * size * _slots(overlap, len(_chunks(n, rows, ramp=overlap)))
     # Activations: W4A4 dequantizes them (bf16, or e4m3 in FP8 mode); FP8 W4A16 quantizes them
     # to e4m3 plus one float32 scale per row.
     act = m * k * size if (w4a4 or fp8) else 0
@@ -273,8 +274,22 @@ def _pipelined(chunks, slots, device, produce, consume, priority=SIDE_PRIORITY):
     lanes.join()
 
 
-def _chunks(n, rows):
-    return [(n0, min(rows, n - n0)) for n0 in range(0, n, rows)]
+def _chunks(n: int, rows: int, ramp: bool = False) -> list[tuple[int, int]]:
+    """(first row, rows) of each weight chunk: `rows` each, or with `ramp` starting at
+    rows / RAMP_FIRST and doubling up to `rows` (every chunk a whole number of 128-row tiles).
+
+    Why the ramp: with overlap, only the first chunk's dequantize is exposed (nothing runs
+    beside it), and a chunk's dequantize hides under the previous chunk's GEMM while it is
+    shorter: at M = 1024 on the H100 dequantizing a row costs about 0.3x multiplying it, so the
+    next chunk may be twice as large. A layer of two or three full chunks (o: 4096 + 1280 rows;
+    qkv: 6144 + 6144 + 4096) would otherwise expose most of its dequantize."""
+    out, n0 = [], 0
+    size = max(_ROW_ALIGN, rows // RAMP_FIRST // _ROW_ALIGN * _ROW_ALIGN) if ramp else rows
+    while n0 < n:
+        out.append((n0, min(size, n - n0)))
+        n0 += size
+        size = min(rows, 2 * size)
+    return out
 
 
 def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias, budget, sched):
@@ -285,7 +300,7 @@ def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias,
     if k == 0:
         return out.zero_() if bias is None else out.copy_(bias.to(out_dtype).expand(m, n))
     rows = min(chunk_rows(k, budget), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    chunks = _chunks(n, rows)
+    chunks = _chunks(n, rows, sched.ramp)
     slots = _slots(sched.overlap, len(chunks))
     ws = torch.empty((slots, rows, k), dtype=compute_dtype, device=a.device)
     alpha = alpha.reshape(-1).float()
@@ -322,7 +337,7 @@ def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, 
     if m == 0 or n == 0:
         return out
     rows = min(chunk_rows(k, budget, 1), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    chunks = _chunks(n, rows)
+    chunks = _chunks(n, rows, sched.ramp)
     slots = _slots(sched.overlap, len(chunks))
     ws = torch.empty((slots, rows, k), dtype=torch.float8_e4m3fn, device=a8.device)
     fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a8.device)
@@ -365,24 +380,29 @@ def _fp8_ok(n: int, mode_: str | None) -> bool:
 class _Schedule:
     overlap: bool   # two chunk buffers, dequantize on a side stream
     priority: int   # of that stream
+    ramp: bool      # small first chunk, doubling (see _chunks)
     dequant: str    # "cuda" or "triton"
 
 
-def _schedule(device, overlap, priority, dequant) -> _Schedule:
+def _schedule(device, overlap, priority, ramp, dequant) -> _Schedule:
+    overlap = OVERLAP if overlap is None else bool(overlap)
     priority = SIDE_PRIORITY if priority is None else priority
     if priority not in (-1, 0):
         raise ValueError(f"priority: expected -1 (high) or 0 (normal), got {priority!r}")
-    return _Schedule(OVERLAP if overlap is None else bool(overlap), priority,
+    return _Schedule(overlap, priority, overlap if ramp is None else bool(ramp),
                      dequant_backend(device, dequant))
 
 
 def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *,
-               workspace=WORKSPACE_BYTES, mode=None, overlap=None, priority=None, dequant=None):
+               workspace=WORKSPACE_BYTES, mode=None, overlap=None, priority=None, ramp=None,
+               dequant=None):
     """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N], as gemm.gemm_w4a16.
     mode: "exact" or "fp8" (default: the NVFP4_PREFILL_MODE setting, see mode()); overlap:
     dequantize on a side stream during the GEMMs (default OVERLAP) of `priority` -1 or 0
-    (default SIDE_PRIORITY); dequant: "cuda" or "triton" (default: see dequant_backend)."""
-    sched = _schedule(a.device, overlap, priority, dequant)
+    (default SIDE_PRIORITY); ramp: growing chunk sizes (default: as overlap; see _chunks);
+    dequant: "cuda" or "triton" (default: see dequant_backend). The result depends on the
+    chunks (cuBLAS per chunk shape), not on overlap, priority or dequant."""
+    sched = _schedule(a.device, overlap, priority, ramp, dequant)
     if _fp8_ok(b.shape[0], mode):
         a8, a_scale = fp8.quantize_rows(a)
         return _fp8_chunked(a8, a_scale, b, b_scale, b_alpha, scale_layout, out_dtype, bias,
@@ -392,10 +412,10 @@ def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *,
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, workspace=WORKSPACE_BYTES,
-         mode=None, overlap=None, priority=None, dequant=None):
+         mode=None, overlap=None, priority=None, ramp=None, dequant=None):
     """NVFP4 a [M, K/2] x NVFP4 b [N, K/2] (swizzled scales) -> [M, N], as gemm.gemm.
     Keywords as gemm_w4a16."""
-    sched = _schedule(a.device, overlap, priority, dequant)
+    sched = _schedule(a.device, overlap, priority, ramp, dequant)
     if _fp8_ok(b.shape[0], mode):
         fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a.device)
         a8 = _dequantize_scaled(sched.dequant, a, a_scale, fold, "swizzled",
@@ -411,7 +431,7 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, workspace=WORKSPACE_
                     workspace, sched)
 
 
-__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "SIDE_PRIORITY", "WORKSPACE_BYTES",
-           "chunk_rows",
+__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "RAMP_FIRST", "SIDE_PRIORITY",
+           "WORKSPACE_BYTES", "chunk_rows",
            "clear_mode", "dequant_backend", "gemm", "gemm_w4a16", "mode", "takes",
            "workspace_bytes"]

@@ -204,10 +204,11 @@ def _backends(device):
 @pytest.mark.parametrize("kind", ["w4a16", "w4a4", "fp8"])
 def test_overlap_is_bit_identical_to_in_order(kind, device, gen):
     """Same chunks, same GEMMs: overlap changes only which stream dequantizes (on CPU: the
-    two-buffer rotation). Several chunks, a partial last one; every dequantize backend here.
+    two-buffer rotation). Several chunks (equal, or ramping up), a partial last one; every
+    dequantize backend here.
     On a GPU, a dequantize overwriting a buffer its GEMM still reads would show as a mismatch."""
     m, n, k = (45, 304, 96) if device.type == "cpu" else (512, 2096, 1024)  # N % 16 == 0: FP8
-    budget = 128 * k * (1 if kind == "fp8" else 2)  # one 128-row tile per chunk
+    budget = 256 * k * (1 if kind == "fp8" else 2)  # chunks of 2 tiles (ramp: 1, then 2)
     b, b_scale, gs = _weight(n, k, "swizzled", gen)
     alpha = ((1.0 / gs) * (torch.rand(n, generator=gen) + 0.5)).to(device)
     bias = torch.randn(n, generator=gen).to(device)
@@ -227,13 +228,17 @@ def test_overlap_is_bit_identical_to_in_order(kind, device, gen):
         def run(**kw):
             return prefill.gemm_w4a16(a, b, b_scale, alpha, "swizzled", torch.bfloat16, bias,
                                       workspace=budget, mode=mode, **kw)
-    want = run(overlap=False, dequant="triton")
-    assert not want.isnan().any()
-    for backend in _backends(device):
-        for priority in (-1, 0):  # side stream high / normal priority (CPU: no streams)
-            assert torch.equal(run(overlap=True, priority=priority, dequant=backend), want), \
-                (backend, priority)
-        assert torch.equal(run(overlap=False, dequant=backend), want), backend
+    priorities = (-1, 0) if device.type == "cuda" else (-1,)  # CPU: no streams to rank
+    for ramp in (False, True):
+        want = run(overlap=False, ramp=ramp, dequant="triton")
+        assert not want.isnan().any()
+        for backend in _backends(device):
+            for priority in priorities:
+                got = run(overlap=True, priority=priority, ramp=ramp, dequant=backend)
+                assert torch.equal(got, want), (ramp, backend, priority)
+            if backend != "triton":
+                assert torch.equal(run(overlap=False, ramp=ramp, dequant=backend), want), \
+                    backend
 
 
 def test_pipeline_slots_and_order():
@@ -258,8 +263,21 @@ def test_pipeline_slots_and_order():
 def test_overlap_doubles_the_weight_workspace_only_with_several_chunks():
     one = prefill.workspace_bytes(1024, 43008, 5376, w4a4=False)
     assert prefill.workspace_bytes(1024, 43008, 5376, w4a4=False, overlap=True) == 2 * one
-    single = prefill.workspace_bytes(64, 256, 96, w4a4=False)  # one chunk: nothing to overlap
-    assert prefill.workspace_bytes(64, 256, 96, w4a4=False, overlap=True) == single
+    single = prefill.workspace_bytes(64, 100, 96, w4a4=False)  # one chunk: nothing to overlap
+    assert prefill.workspace_bytes(64, 100, 96, w4a4=False, overlap=True) == single
+
+
+def test_ramp_chunks():
+    """With the ramp: a small first chunk, doubling to the full size; always whole 128-row
+    tiles covering [0, N) once (chunk starts index the swizzled scales by tile)."""
+    assert [c for _, c in prefill._chunks(5376, 4096, ramp=True)] == [512, 1024, 2048, 1792]
+    assert [c for _, c in prefill._chunks(5376, 4096)] == [4096, 1280]
+    assert [c for _, c in prefill._chunks(300, 128, ramp=True)] == [128, 128, 44]
+    for n, rows in ((43008, 6144), (5376, 1536), (300, 256), (1, 128)):
+        chunks = prefill._chunks(n, rows, ramp=True)
+        assert all(n0 % 128 == 0 and 0 < c <= rows for n0, c in chunks)
+        assert [n0 for n0, _ in chunks] == [0] + [n0 + c for n0, c in chunks[:-1]]
+        assert sum(c for _, c in chunks) == n
 
 
 def test_dequant_backend_choice():
