@@ -26,13 +26,14 @@ i + 1 is dequantized on a side stream (high priority by default, ``SIDE_PRIORITY
 multiplies chunk i on the caller's stream, so the dequantize CTAs take SMs as GEMM CTAs retire
 instead of waiting for the whole GEMM. Events order each chunk's GEMM after its dequantize and
 each dequantize after the GEMM that last read its buffer; the side stream first waits for the
-caller's stream (fork) and the caller's stream waits for it before returning (join). That join is also why the buffers need
-no ``record_stream``: everything issued later on the caller's stream, including whatever reuses
-their memory, is ordered after the side stream's work. Fork and join by events are legal inside
-CUDA-graph capture, and the result depends only on the chunks, so it is bit-identical with the
-in-order schedule of the same chunks. With overlap the chunks ramp up by default (a small first
-chunk, doubling; ``_chunks``), so that the one dequantize nothing hides is short. On CPU tensors (the interpreter tests) there are no streams: the same
-code issues everything in order, with the same two buffers.
+caller's stream (fork) and the caller's stream waits for it before returning (join). That join
+is also why the buffers need no ``record_stream``: everything issued later on the caller's
+stream, including whatever reuses their memory, is ordered after the side stream's work. Fork
+and join by events are legal inside CUDA-graph capture, and the result depends only on the
+chunks, so it is bit-identical with the in-order schedule of the same chunks. With overlap the
+chunks ramp up by default (a small first chunk, doubling; ``_chunks``), so that the one
+dequantize nothing hides is short. On CPU tensors (the interpreter tests) there are no streams:
+the same code issues everything in order, with the same two buffers.
 
 Dequantize backend (``dequant=None``: "cuda" when the compiled extension can run on this GPU,
 else "triton"): the extension's kernel (csrc/include/nvfp4/dequantize.cuh) runs at ~96 % of copy
