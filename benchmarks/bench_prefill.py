@@ -32,8 +32,8 @@ during one eager call minus what was allocated before it: the output plus any wo
 The last rows give, per kind, the smallest M from which the best prefill route beats the fused
 kernel on every layer at that M and above (`summary`: the value for plan.PREFILL_MIN_M), and per
 prefill variant and M the lowest and geometric-mean `x_cublas` over the layers
-(`summary_variant`: to choose prefill.OVERLAP, SIDE_PRIORITY, the workspace and the dequantize
-backend).
+(`summary_variant`: to choose prefill.OVERLAP, SIDE_PRIORITY, RAMP, the workspace and the
+dequantize backend).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Variant(NamedTuple):
 def _default_variant(mib, device) -> Variant:
     """The library's defaults (prefill.OVERLAP etc.) at this chunk bound."""
     from nvfp4_kernels.backends.triton import prefill
-    return Variant(mib, prefill.OVERLAP, prefill.SIDE_PRIORITY, prefill.OVERLAP,
+    return Variant(mib, prefill.OVERLAP, prefill.SIDE_PRIORITY, prefill.OVERLAP and prefill.RAMP,
                    prefill.dequant_backend(device))
 
 

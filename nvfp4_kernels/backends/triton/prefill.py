@@ -74,7 +74,8 @@ from nvfp4_kernels.reference import BLOCK, swizzled_shape
 WORKSPACE_BYTES = 64 << 20  # bound of one dequantized weight chunk (overlap holds two)
 OVERLAP = True              # dequantize chunk i + 1 on a side stream during chunk i's GEMM
 SIDE_PRIORITY = -1          # that stream's priority: -1 high (CUDA's lower is higher), 0 normal
-RAMP_FIRST = 8              # ramp (default: with overlap): first chunk 1/8 of a full one
+RAMP = True                 # with overlap, chunks ramp up (see _chunks); never without it
+RAMP_FIRST = 8              # first ramp chunk: 1/8 of a full one
 DEQUANT_BACKENDS = ("cuda", "triton")
 _ROW_ALIGN = 128            # chunks start on 128-row tiles of the swizzled scale layout
 MODE_ENV = "NVFP4_PREFILL_MODE"
@@ -118,7 +119,7 @@ def workspace_bytes(m: int, n: int, k: int, w4a4: bool, budget: int = WORKSPACE_
     """Bytes this route allocates besides its output (for docs and benchmarks)."""
     size = 1 if fp8 else 2
     rows = min(chunk_rows(k, budget, size), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    weight = rows * k * size * _slots(overlap, len(_chunks(n, rows, ramp=overlap)))
+    weight = rows * k * size * _slots(overlap, len(_chunks(n, rows, ramp=overlap and RAMP)))
     # Activations: W4A4 dequantizes them (bf16, or e4m3 in FP8 mode); FP8 W4A16 quantizes them
     # to e4m3 plus one float32 scale per row.
     act = m * k * size if (w4a4 or fp8) else 0
@@ -390,7 +391,7 @@ def _schedule(device, overlap, priority, ramp, dequant) -> _Schedule:
     priority = SIDE_PRIORITY if priority is None else priority
     if priority not in (-1, 0):
         raise ValueError(f"priority: expected -1 (high) or 0 (normal), got {priority!r}")
-    return _Schedule(overlap, priority, overlap if ramp is None else bool(ramp),
+    return _Schedule(overlap, priority, (overlap and RAMP) if ramp is None else bool(ramp),
                      dequant_backend(device, dequant))
 
 
@@ -400,7 +401,8 @@ def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias, *,
     """Dense a [M, K] (bf16/fp16) x NVFP4 weight b [N, K/2] -> [M, N], as gemm.gemm_w4a16.
     mode: "exact" or "fp8" (default: the NVFP4_PREFILL_MODE setting, see mode()); overlap:
     dequantize on a side stream during the GEMMs (default OVERLAP) of `priority` -1 or 0
-    (default SIDE_PRIORITY); ramp: growing chunk sizes (default: as overlap; see _chunks);
+    (default SIDE_PRIORITY); ramp: growing chunk sizes (default: with overlap if RAMP; see
+    _chunks);
     dequant: "cuda" or "triton" (default: see dequant_backend). The result depends on the
     chunks (cuBLAS per chunk shape), not on overlap, priority or dequant."""
     sched = _schedule(a.device, overlap, priority, ramp, dequant)
@@ -432,7 +434,6 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias, *, workspace=WORKSPACE_
                     workspace, sched)
 
 
-__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "RAMP_FIRST", "SIDE_PRIORITY",
-           "WORKSPACE_BYTES", "chunk_rows",
-           "clear_mode", "dequant_backend", "gemm", "gemm_w4a16", "mode", "takes",
-           "workspace_bytes"]
+__all__ = ["DEQUANT_BACKENDS", "MODES", "MODE_ENV", "OVERLAP", "RAMP", "RAMP_FIRST",
+           "SIDE_PRIORITY", "WORKSPACE_BYTES", "chunk_rows", "clear_mode", "dequant_backend",
+           "gemm", "gemm_w4a16", "mode", "takes", "workspace_bytes"]
