@@ -1,29 +1,44 @@
 """Prefill-size NVFP4 GEMMs per route, with each route's peak GPU memory, on the Gemma-4-31B
 layer shapes, against cuBLAS bf16 measured in the same run.
 
-    python benchmarks/bench_prefill.py [--m 128 256 512 1024 2048 8192] [--workspace-mib 16 64]
-                                       [--layers gate_up qkv o down] [--out DIR]
+    python benchmarks/bench_prefill.py [--m 128 256 512 1024 2048 8192] [--workspace-mib 64 32]
+                                       [--small-workspace-mib 16] [--layers gate_up qkv o down]
+                                       [--out DIR]
 
 Routes (CUDA-graph replay over rotated inputs, harness.graph_ms):
-  prefill_wsX   backends/triton/prefill.py: dequantize the weight in chunks of at most X MiB,
-                torch.mm per chunk (X = 64 is the library default; a smaller X may keep the
-                chunk in L2 between the dequantize and the GEMM)
+  prefill       backends/triton/prefill.py: dequantize the weight in chunks of at most
+                `workspace_mib` MiB each, torch.mm per chunk. `overlap`: chunk i + 1 is
+                dequantized on a side stream of `side_priority` -1 (high) or 0 while chunk i is
+                multiplied (two chunk buffers); `ramp`: a small first chunk, doubling;
+                `dequant`: which kernel dequantizes ("cuda": the extension's, "triton").
+                `variant` names them (Variant.label). W4A16 times the first workspace size in
+                order and overlapped per dequantize backend present, then the default with the
+                other side-stream priority and with the ramp flipped; the other sizes
+                overlapped; the --small-workspace-mib size (16 MiB: may keep a chunk in L2
+                between dequantize and GEMM) only at the largest M, in order and overlapped.
+                W4A4 times the library's default schedule at the first size.
   prefill_fp8   the same route in its opt-in, lossy FP8 mode (NVFP4_PREFILL_MODE=fp8): e4m3
-                weight chunks and activations, torch._scaled_mm with row-wise scales
+                weight chunks and activations, torch._scaled_mm with row-wise scales (library
+                defaults for overlap and dequantize)
   fused         the Triton kernel that decodes in its K loop (plan.config_for(M))
-  auto          the automatic choice (torch.ops.nvfp4 op, no backend forced); `auto_route`
-                says which of the two it took
+  auto          the automatic choice (torch.ops.nvfp4 op, no backend forced; W4A16 only: W4A4
+                chooses alike); `auto_route` says which of the two it took
   cublas_bf16   torch.mm on a bf16 weight: the baseline of every `*_x_cublas` ratio
 W4A4 rows include quantizing the bf16 activations (a given global scale, as a checkpoint's
 input_scale provides) in every route's time. `rel_error` is ||D - D_ref|| / ||D_ref|| of the
 route's output against the float64 dequantize-then-matmul reference (DESIGN's bar: 5e-3 for the
 exact routes; the FP8 mode is lossy and reports its error here). `*_peak_mib` is torch.cuda.max_memory_allocated
 during one eager call minus what was allocated before it: the output plus any workspace.
-The last rows (`summary`) give, per kind, the smallest M from which the best prefill route beats
-the fused kernel on every layer at that M and above: the value for plan.PREFILL_MIN_M.
+The last rows give, per kind, the smallest M from which the best prefill route beats the fused
+kernel on every layer at that M and above (`summary`: the value for plan.PREFILL_MIN_M), and per
+prefill variant and M the lowest and geometric-mean `x_cublas` over the layers
+(`summary_variant`: to choose prefill.OVERLAP, SIDE_PRIORITY, RAMP, the workspace and the
+dequantize backend).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -69,6 +84,7 @@ def run(args):
     dtype = torch.bfloat16 if on_gpu else torch.float16  # interpreter: fp16 dots
     timer = harness.try_graph if on_gpu else harness.try_time
     workspaces = [1] if args.smoke else args.workspace_mib
+    default_dq = prefill.dequant_backend(device)
     rows = []
     for layer, (n, k) in layers.items():
         weights = harness.rotated(lambda: _weight(n, k, device))
@@ -83,14 +99,16 @@ def run(args):
                 return torch.ops.nvfp4.quantize(x, gs_x, "swizzled")
 
             routes = {"w4a16": {}, "w4a4": {}}
-            for mib in workspaces:
-                ws = mib << 20
-                routes["w4a16"][f"prefill_ws{mib}"] = (
-                    lambda x, g, b, s, al, ws=ws: prefill.gemm_w4a16(
-                        x, b, s, al, "swizzled", dtype, None, workspace=ws))
-                routes["w4a4"][f"prefill_ws{mib}"] = (
-                    lambda x, g, b, s, al, ws=ws: prefill.gemm(
-                        *_pair(quantized(x, g), b, s), al / g, dtype, None, workspace=ws))
+            for variant in _variants(args, m, ms_list, device):
+                kw = dict(workspace=variant.mib << 20, overlap=variant.overlap,
+                          priority=variant.priority, ramp=variant.ramp, dequant=variant.dequant)
+                routes["w4a16"][variant] = (
+                    lambda x, g, b, s, al, kw=kw: prefill.gemm_w4a16(
+                        x, b, s, al, "swizzled", dtype, None, **kw))
+                if variant == _default_variant(workspaces[0], device):
+                    routes["w4a4"][variant] = (
+                        lambda x, g, b, s, al, kw=kw: prefill.gemm(
+                            *_pair(quantized(x, g), b, s), al / g, dtype, None, **kw))
             routes["w4a16"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm_w4a16(
                 x, b, s, al, "swizzled", dtype, None, mode="fp8")
             routes["w4a4"]["prefill_fp8"] = lambda x, g, b, s, al: prefill.gemm(
@@ -101,8 +119,6 @@ def run(args):
                 *_pair(quantized(x, g), b, s), al / g, dtype, None, config=cfg)
             routes["w4a16"]["auto"] = lambda x, g, b, s, al: torch.ops.nvfp4.gemm_w4a16(
                 x, b, s, al, "swizzled", dtype, None, None)
-            routes["w4a4"]["auto"] = lambda x, g, b, s, al: torch.ops.nvfp4.gemm(
-                *_pair(quantized(x, g), b, s), al / g, dtype, None, None)
             route_taken = "prefill" if prefill.takes(inputs[0][0]) else "fused"
             base = None
             if on_gpu:
@@ -123,20 +139,75 @@ def run(args):
                            "rel_error": _rel_error(fn, inputs[0], exact),
                            "x_cublas": base / ms if base and ms else None,
                            "tflops": 2 * m * n * k / (ms * 1e-3) / 1e12 if ms else None}
-                    if route.startswith("prefill_ws"):
-                        mib = int(route.removeprefix("prefill_ws"))
-                        row.update(route="prefill", workspace_mib=mib,
+                    if isinstance(route, Variant):
+                        row.update(route="prefill", variant=route.label(),
+                                   workspace_mib=route.mib, overlap=route.overlap,
+                                   side_priority=route.priority if route.overlap else None,
+                                   ramp=route.ramp, dequant=route.dequant,
                                    workspace_bytes=prefill.workspace_bytes(
-                                       m, n, k, kind == "w4a4", mib << 20))
+                                       m, n, k, kind == "w4a4", route.mib << 20,
+                                       overlap=route.overlap))
                     elif route == "prefill_fp8":
-                        row["workspace_bytes"] = prefill.workspace_bytes(
-                            m, n, k, kind == "w4a4", fp8=True)
+                        row.update(overlap=prefill.OVERLAP, dequant=default_dq,
+                                   workspace_bytes=prefill.workspace_bytes(
+                                       m, n, k, kind == "w4a4", fp8=True,
+                                       overlap=prefill.OVERLAP))
                     rows.append(row)
                     print({key: (f"{v:.4g}" if isinstance(v, float) else v)
                            for key, v in row.items() if v is not None}, flush=True)
     rows += _summary(rows)
     harness.write_results("bench_prefill", rows, args.out)
     return rows
+
+
+class Variant(NamedTuple):
+    """One schedule of the prefill route (keywords of prefill.gemm_w4a16)."""
+    mib: int        # weight chunk bound (workspace=), MiB
+    overlap: bool
+    priority: int   # of the side stream (-1 high, 0 normal)
+    ramp: bool      # small first chunk, doubling
+    dequant: str    # "cuda" or "triton"
+
+    def label(self) -> str:
+        if not self.overlap:
+            schedule = "inorder" + ("_ramp" if self.ramp else "")
+        else:
+            schedule = ("overlap_high" if self.priority < 0 else "overlap_normal") + \
+                ("" if self.ramp else "_even")
+        return f"ws{self.mib}_{schedule}_{self.dequant}"
+
+
+def _default_variant(mib, device) -> Variant:
+    """The library's defaults (prefill.OVERLAP etc.) at this chunk bound."""
+    from nvfp4_kernels.backends.triton import prefill
+    return Variant(mib, prefill.OVERLAP, prefill.SIDE_PRIORITY, prefill.OVERLAP and prefill.RAMP,
+                   prefill.dequant_backend(device))
+
+
+def _variants(args, m, ms_list, device) -> list[Variant]:
+    """The W4A16 prefill schedules timed at this M: with the first chunk bound, in order and
+    overlapped (ramp, high priority) per dequantize backend, then one change at a time from the
+    default (the other priority, no ramp); the other bounds overlapped; the small bound only at
+    the largest M."""
+    from nvfp4_kernels.backends.triton import prefill
+    default = _default_variant(([1] if args.smoke else args.workspace_mib)[0], device)
+    backends = [default.dequant] + [b for b in prefill.DEQUANT_BACKENDS if b != default.dequant
+                                    and device.type == "cuda"
+                                    and prefill._cuda_reason(device) is None]
+    prio = default.priority
+    out = []
+    for dq in backends:
+        out += [Variant(default.mib, False, prio, False, dq),
+                Variant(default.mib, True, prio, True, dq)]
+    if args.smoke:
+        return out
+    out += [Variant(default.mib, True, -1 - default.priority, default.ramp, default.dequant),
+            Variant(default.mib, True, default.priority, not default.ramp, default.dequant)]
+    out += [default._replace(mib=mib, overlap=True, ramp=True) for mib in args.workspace_mib[1:]]
+    if args.small_workspace_mib and m == max(ms_list):
+        out += [default._replace(mib=args.small_workspace_mib, overlap=o, ramp=o)
+                for o in (False, True)]
+    return list(dict.fromkeys(out))  # no schedule twice whatever the defaults are
 
 
 def _reference(kind, inputs, quantized):
@@ -183,6 +254,25 @@ def _summary(rows):
             crossover = m
         out.append({"kind": kind, "route": "summary", "prefill_wins_from_M": crossover})
         print(out[-1])
+    out += _variant_summary(rows)
+    return out
+
+
+def _variant_summary(rows):
+    """Per kind, prefill variant and M: the lowest and the geometric-mean x_cublas over layers."""
+    import math
+    out = []
+    keys = sorted({(r["kind"], r["variant"], r["M"]) for r in rows
+                   if r.get("route") == "prefill" and r.get("x_cublas")},
+                  key=lambda key: (key[0], key[2], key[1]))
+    for kind, variant, m in keys:
+        xs = [r["x_cublas"] for r in rows if r.get("route") == "prefill" and
+              r.get("kind") == kind and r.get("variant") == variant and r["M"] == m and
+              r.get("x_cublas")]
+        out.append({"kind": kind, "route": "summary_variant", "variant": variant, "M": m,
+                    "layers": len(xs), "min_x_cublas": min(xs),
+                    "geomean_x_cublas": math.exp(sum(map(math.log, xs)) / len(xs))})
+        print({key: (f"{v:.3f}" if isinstance(v, float) else v) for key, v in out[-1].items()})
     return out
 
 
@@ -190,8 +280,11 @@ def main(argv=None):
     p = harness.common_args(__doc__.splitlines()[0])
     p.add_argument("--m", type=int, nargs="+", default=[128, 256, 512, 1024, 2048, 8192])
     p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
-    p.add_argument("--workspace-mib", type=int, nargs="+", default=[16, 64],
-                   help="prefill weight-chunk workspace bounds to time (MiB)")
+    p.add_argument("--workspace-mib", type=int, nargs="+", default=[64, 32],
+                   help="prefill weight-chunk bounds to time (MiB per chunk buffer; overlap "
+                        "holds two); the first is timed in every overlap/dequantize variant")
+    p.add_argument("--small-workspace-mib", type=int, default=16,
+                   help="one more chunk bound, timed only at the largest M (0: none)")
     return run(p.parse_args(argv))
 
 

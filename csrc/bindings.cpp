@@ -87,6 +87,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize", &nvfp4::quantize, "x"_a, "global_scale"_a, "swizzled"_a);
   m.def("dequantize", &nvfp4::dequantize, "data"_a, "scale"_a, "global_scale"_a, "swizzled"_a,
         "dtype"_a);
+  m.def("dequantize_scaled", &nvfp4::dequantize_scaled, "data"_a, "scale"_a, "factor"_a,
+        "swizzled"_a, "out"_a);
   m.def("kv_cache_write", &nvfp4::kv_cache_write, "key"_a, "value"_a, "key_cache"_a,
         "value_cache"_a, "slot_mapping"_a, "k_scale"_a, "v_scale"_a);
   m.def("kv_cache_gather", &nvfp4::kv_cache_gather, "key_cache"_a, "value_cache"_a,

@@ -17,6 +17,11 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
 // dequantize.cu: every arch; bit-exact lut * s / gs.
 at::Tensor dequantize(const at::Tensor& data, const at::Tensor& scale,
                       const at::Tensor& global_scale, bool swizzled, at::ScalarType dtype);
+// The prefill GEMM route's variant: RN(lut * s * factor[row]) in float32, cast into `out`
+// ([rows, cols] bf16/fp16/e4m3/float32, contiguous, 16-byte aligned); factor: float32 with 1
+// or `rows` values. Bit-identical with the Triton backend's dequantize_scaled. Returns out.
+at::Tensor dequantize_scaled(const at::Tensor& data, const at::Tensor& scale,
+                             const at::Tensor& factor, bool swizzled, at::Tensor& out);
 
 // kv_cache.cu
 void kv_cache_write(const at::Tensor& key, const at::Tensor& value, at::Tensor& key_cache,

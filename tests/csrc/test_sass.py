@@ -125,10 +125,19 @@ def test_gemm_kernels_only_in_their_arch():
 
 def test_sm90_dequantize_is_vectorized_and_spill_free():
     """csrc/include/nvfp4/dequantize.cuh: 32-bit word loads, one 16-byte store per word (bf16 and
-    fp16; float32 two), fp16x2 multiplies for the scale, no local memory."""
+    fp16; float32 two; e4m3 one 8-byte store), fp16x2 multiplies for the scale, no local memory.
+    Plain kernels (lut * s / gs): bf16/fp16/fp32 x swizzled/linear x 32/64-bit offsets; scaled
+    ones (the prefill route's lut * s * factor) add e4m3 and convert with F2FP to e4m3 pairs."""
     kernels = _functions("sm_90a", "dequantize_kernel")
-    assert len(kernels) == 12, sorted(kernels)  # bf16/fp16/fp32 x swizzled/linear x 32/64-bit
+    plain = {n: s for n, s in kernels.items() if re.search(r"Lb[01]ELb0E", n)}
+    scaled = {n: s for n, s in kernels.items() if re.search(r"Lb[01]ELb1E", n)}
+    assert len(plain) == 12 and len(scaled) == 16, sorted(kernels)
+    assert not any("fp8" in name for name in plain), sorted(plain)
     for name, sass in kernels.items():
-        assert "STG.E.128" in sass, f"{name}: no 16-byte stores"
+        wide = "STG.E.64" if "fp8_e4m3" in name else "STG.E.128"
+        assert wide in sass, f"{name}: no {wide} stores"
         assert re.search(r"\bHMUL2\b", sass), f"{name}: no packed fp16 scale multiply"
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+        if "fp8_e4m3" in name:
+            assert re.search(r"\bF2FP\.SATFINITE\.E4M3\.F32\.PACK_AB", sass), \
+                f"{name}: no hardware e4m3 conversion"

@@ -9,11 +9,17 @@
 // Per word: nibbles (P, P+4) -> fp16x2 pairs reading lut * 2^-14 (e2m1_words.cuh), one packed
 // multiply by the block scale (exact), then RN(p / gs) per value without a division
 // (div_small_exact below): gs * 2^-14 is the divisor, which folds the 2^-14 away.
+//
+// Scaled variant (Params::factor set; the prefill GEMM route): RN(lut * s * factor[row]) in
+// float32 instead of the division, as two multiplies (by 2^14, exact, then by the factor), so the
+// result is bit-identical with the Triton kernel's dequantize_scaled; e4m3 output added for the
+// FP8 prefill mode (RN, saturating to +-448 like the native conversion Triton emits).
 #pragma once
 
 #include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include "nvfp4/common.cuh"
 #include "nvfp4/e2m1_words.cuh"
@@ -24,11 +30,20 @@ struct Params {
   const uint32_t* words;     // [rows, W] packed data as 32-bit words (W = cols / 8)
   const uint8_t* scale;      // e4m3 bytes, swizzled (128x4) or linear [rows, cols/16]
   const float* global_scale; // gs, 1 value (encode direction)
-  void* out;                 // [rows, cols] bf16, fp16 or float32
+  void* out;                 // [rows, cols] bf16, fp16, float32 (or e4m3: scaled variant)
   int64_t rows;
   int64_t words_per_row;     // W; cols = 8 * W
   int64_t scale_cols_p4;     // swizzled: ceil4(cols / 16) / 4
   int swizzled;
+  const float* factor = nullptr;  // scaled variant: 1 value (all rows) or one per row
+  int factor_per_row = 0;
+};
+
+// What a decoded value p = lut * s * 2^-14 becomes before the cast.
+enum class Op {
+  kFastDiv,  // RN(p / (gs 2^-14)) by div_small_exact
+  kDiv,      // IEEE division by gs (gs outside the fast identity's range)
+  kFactor,   // RN(p 2^14 * factor): the scaled variant
 };
 
 constexpr int kWarps = 8;          // per CTA
@@ -78,6 +93,18 @@ __device__ __forceinline__ void store8<__half>(__half* o, const float (&v)[8]) {
   *reinterpret_cast<uint4*>(o) = u;
 }
 
+// RN to e4m3, saturating (cvt.rn.satfinite on SM89+; cuda_fp8.h emulates it on older archs).
+template <>
+__device__ __forceinline__ void store8<__nv_fp8_e4m3>(__nv_fp8_e4m3* o, const float (&v)[8]) {
+  uint2 u;
+  uint16_t* w = reinterpret_cast<uint16_t*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)  // the first value of each pair lands in the low byte
+    w[i] = __nv_cvt_float2_to_fp8x2(make_float2(v[2 * i], v[2 * i + 1]), __NV_SATFINITE,
+                                    __NV_E4M3);
+  *reinterpret_cast<uint2*>(o) = u;
+}
+
 template <>
 __device__ __forceinline__ void store8<float>(float* o, const float (&v)[8]) {
   reinterpret_cast<float4*>(o)[0] = make_float4(v[0], v[1], v[2], v[3]);
@@ -115,10 +142,11 @@ __device__ __forceinline__ uint32_t scale_half2(uint32_t byte) {
 
 // Grid: (ceil(W / 32), min(ceil(rows / 32), 65535)); kWarps * 32 threads. Warp w of a CTA takes
 // rows 4w..4w+3 of the CTA's 32-row strip (strips stride by gridDim.y), lane l takes word l of
-// the CTA's 32-word column strip. FAST: the identity of div_small_exact holds for this gs.
+// the CTA's 32-word column strip. OP: see Op (kFastDiv: the identity of div_small_exact holds
+// for this gs; kFactor: d is the single factor unless p.factor_per_row).
 // Index: int32_t when every element offset fits (the launcher checks rows * cols < 2^31), which
 // halves the address arithmetic; int64_t otherwise.
-template <class T, bool SWIZZLED, bool FAST, class Index>
+template <class T, bool SWIZZLED, Op OP, class Index>
 __device__ __forceinline__ void dequantize_rows(const Params& p, float d, float r) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const Index words_per_row = static_cast<Index>(p.words_per_row);
@@ -141,11 +169,14 @@ __device__ __forceinline__ void dequantize_rows(const Params& p, float d, float 
         scol;
     // All loads first: kRowsPerWarp independent words (and scale bytes) in flight per thread.
     uint32_t q[kRowsPerWarp], sc[kRowsPerWarp];
+    float f[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const bool live = r0 + i < rows;
       q[i] = live ? __ldg(p.words + qoff + i * words_per_row) : 0u;
       sc[i] = live ? __ldg(p.scale + soff + i * sstep) : 0u;
+      if constexpr (OP == Op::kFactor)  // one row per warp: a broadcast load
+        f[i] = p.factor_per_row ? (live ? __ldg(p.factor + r0 + i) : 0.0f) : d;
     }
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
@@ -154,25 +185,34 @@ __device__ __forceinline__ void dequantize_rows(const Params& p, float d, float 
       decode_word(q[i], scale_half2(sc[i]), v);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        if constexpr (FAST)
+        if constexpr (OP == Op::kFastDiv)
           v[j] = div_small_exact(v[j], d, r);
-        else
+        else if constexpr (OP == Op::kDiv)
           v[j] = __fdiv_rn(__fmul_rn(v[j], 16384.0f), d);  // here d is gs itself
+        else  // exact rescale, then the one rounding (as Triton's (p * 2^14) * f)
+          v[j] = __fmul_rn(__fmul_rn(v[j], 16384.0f), f[i]);
       }
       store8<T>(out + (r0 + i) * cols + word * 8, v);
     }
   }
 }
 
-template <class T, bool SWIZZLED, class Index>
+// SCALED: the scaled variant (p.factor), else lut * s / gs. A template parameter so that the
+// plain kernel compiles exactly as before.
+template <class T, bool SWIZZLED, bool SCALED, class Index>
 __global__ void __launch_bounds__(kWarps * 32) dequantize_kernel(const Params p) {
-  // gs lives on the device (no host sync): every thread reads it and takes the same branch.
-  const float gs = __ldg(p.global_scale);
-  if (gs >= kFastMin && gs <= kFastMax) {
-    const float d = __fmul_rn(gs, 0x1p-14f);  // exact in this range
-    dequantize_rows<T, SWIZZLED, true, Index>(p, d, __frcp_rn(d));
+  if constexpr (SCALED) {
+    dequantize_rows<T, SWIZZLED, Op::kFactor, Index>(
+        p, p.factor_per_row ? 1.0f : __ldg(p.factor), 1.0f);
   } else {
-    dequantize_rows<T, SWIZZLED, false, Index>(p, gs, 1.0f);
+    // gs lives on the device (no host sync): every thread reads it and takes the same branch.
+    const float gs = __ldg(p.global_scale);
+    if (gs >= kFastMin && gs <= kFastMax) {
+      const float d = __fmul_rn(gs, 0x1p-14f);  // exact in this range
+      dequantize_rows<T, SWIZZLED, Op::kFastDiv, Index>(p, d, __frcp_rn(d));
+    } else {
+      dequantize_rows<T, SWIZZLED, Op::kDiv, Index>(p, gs, 1.0f);
+    }
   }
 }
 

@@ -66,11 +66,11 @@ CANDIDATES: tuple[GemmConfig, ...] = (
 # Prefill route (backends/triton/prefill.py: dequantize the weight in chunks, then cuBLAS): the
 # smallest M that takes it, per GPU major arch (SM80-SM90, no FP4 tensor cores); archs without an
 # entry never take it automatically. Below it the fused kernel above runs.
-# 256 is an estimate from issue 9's H100 numbers, not a measured crossover yet: at M = 128 on
-# gate_up the fused kernel took 0.335 ms while cuBLAS bf16 alone took 0.18 ms plus ~0.2 ms to
-# dequantize 231 M weights at copy bandwidth; from M = 256 up cuBLAS's lead over the fused kernel
-# (0.29x at M = 1024) exceeds the dequantize cost. benchmarks/bench_prefill.py measures both
-# routes per M; replace these with its crossover.
+# Measured on the H100 (benchmarks/bench_prefill.py, its `summary` rows; table in
+# docs/performance.md): from M = 256 the route beats the fused kernel on every Gemma-4-31B layer,
+# W4A16 and W4A4 (gate_up M = 256: 0.49 vs 0.68 ms); at M = 128 the fused kernel wins on gate_up
+# and qkv (0.34 vs 0.46 ms on gate_up) and loses narrowly on o and down. SM80 has no measurement
+# of its own and keeps the H100's bound.
 PREFILL_MIN_M: dict[int, int] = {8: 256, 9: 256}
 
 

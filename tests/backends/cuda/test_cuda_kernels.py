@@ -4,6 +4,9 @@ the extension). Outputs are allocated over poisoned memory, so a byte the kernel
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 import torch
 
@@ -100,6 +103,107 @@ def test_dequantize_nan_scale_gives_nan_block(layout):
         nan = torch.isnan(want)
         assert nan.sum() == 32 and torch.equal(torch.isnan(got), nan)
         assert same_bits(got[~nan], want[~nan])
+
+
+def _scaled_factors(rows, per_row, dtype, gen):
+    """Factors for dequantize_scaled: across float32's range (products reach subnormals and
+    overflow of bf16/fp16), or for e4m3 at most 1/8, as the FP8 prefill folds (|value| <= 336:
+    no saturation, where torch's reference cast and the kernel's would differ)."""
+    count = rows if per_row else 1
+    if dtype == torch.float8_e4m3fn:
+        return torch.exp2(-torch.rand(count, generator=gen) * 12 - 3)
+    exps = torch.randint(-140, 20, (count,), generator=gen).float()
+    signs = torch.where(torch.rand(count, generator=gen) < 0.3, -1.0, 1.0)
+    return signs * (torch.rand(count, generator=gen) + 1) * torch.exp2(exps)
+
+
+SCALED_DTYPES = [torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.float32]
+
+
+@pytest.mark.parametrize("dtype", SCALED_DTYPES)
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_dequantize_scaled_bit_exact(dtype, layout, per_row):
+    """The prefill route's variant: RN(lut * s * factor[row]) in float32, then the cast, for
+    every E2M1 code x every finite e4m3 byte, into a poisoned `out`; odd shapes; a 128-row
+    slice of swizzled scales (how the route passes a weight chunk)."""
+    gen = torch.Generator().manual_seed(13)
+    for rows, cols in ((16, 256), (150, 64), (1, 16), (37, 272)):
+        data, scale = every_code_and_scale(rows, cols, gen)
+        scale = ref.swizzle_scales(scale) if layout == "swizzled" else scale
+        factor = _scaled_factors(rows, per_row, dtype, gen)
+        out = torch.empty((rows, cols), dtype=dtype, device="cuda")
+        out.view(torch.uint8).fill_(0xA5)  # poisoned: an unwritten element shows
+        got = _c().dequantize_scaled(data.cuda(), scale.cuda(), factor.cuda(),
+                                     layout == "swizzled", out)
+        assert got.data_ptr() == out.data_ptr()
+        unscaled = ref.dequantize_unscaled(data, scale, layout, torch.float32)
+        want = (unscaled * factor.reshape(-1, 1)).to(dtype)
+        assert same_bits(out, want), (rows, cols)
+    rows, cols = 384, 80
+    data, scale = every_code_and_scale(rows, cols, gen)
+    sw = ref.swizzle_scales(scale)
+    tile = sw.numel() // (sw.shape[0] // 128)
+    factor = _scaled_factors(rows, per_row, dtype, gen)
+    out = torch.empty(128, cols, dtype=dtype, device="cuda")
+    _c().dequantize_scaled(data[128:256].cuda(), sw.reshape(-1)[tile:2 * tile].cuda(),
+                           factor[128:256].cuda() if per_row else factor.cuda(), True, out)
+    full = ref.dequantize_unscaled(data, sw, "swizzled", torch.float32) * factor.reshape(-1, 1)
+    assert same_bits(out, full[128:256].to(dtype))
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1" or
+                    importlib.util.find_spec("triton") is None,
+                    reason="needs compiled Triton kernels")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float8_e4m3fn])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_dequantize_scaled_matches_triton_bit_for_bit(dtype, layout):
+    """The prefill route takes either kernel (extension when present, else Triton): both must
+    write the same chunk, on a quantized random weight with per-row alpha and a NaN block."""
+    from nvfp4_kernels.backends.triton import dequantize as triton_dequantize
+    gen = torch.Generator().manual_seed(17)
+    rows, cols = 1000, 1056
+    w = torch.randn(rows, cols, generator=gen) * torch.logspace(-2, 2, cols)
+    gs = ref.global_scale(w)
+    data, scale, _ = ref.quantize(w, gs, layout)
+    raw = scale.view(torch.uint8).clone().reshape(-1)
+    raw[5] = 0x7F  # one NaN block
+    scale = raw.view(torch.float8_e4m3fn).reshape(scale.shape)
+    alpha = (torch.rand(rows, generator=gen) + 0.5) / gs
+    if dtype == torch.float8_e4m3fn:
+        alpha = torch.full((1,), 0.125)
+    for factor in (alpha, alpha[:1].clone()):
+        data_d, scale_d, factor_d = data.cuda(), scale.cuda(), factor.cuda()
+        got = torch.empty(rows, cols, dtype=dtype, device="cuda")
+        _c().dequantize_scaled(data_d, scale_d, factor_d, layout == "swizzled", got)
+        want = triton_dequantize.dequantize_scaled(data_d, scale_d, factor_d, layout, dtype)
+        got, want = got.cpu(), want.cpu()
+        nan = torch.isnan(want.float())
+        assert nan.sum() == 16 and torch.equal(torch.isnan(got.float()), nan)
+        assert same_bits(got[~nan], want[~nan])
+
+
+def test_dequantize_scaled_rejects_bad_arguments():
+    data = torch.zeros(4, 16, dtype=torch.uint8, device="cuda")
+    scale = torch.zeros(4, 2, dtype=torch.uint8, device="cuda").view(torch.float8_e4m3fn)
+    one = torch.ones(1, device="cuda")
+    out = torch.empty(4, 32, dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(RuntimeError, match=r"out: expected shape \[4, 32\]"):
+        _c().dequantize_scaled(data, scale, one, False, out[:, :16].contiguous())
+    with pytest.raises(RuntimeError, match="out: dtype must be one of"):
+        _c().dequantize_scaled(data, scale, one, False, out.to(torch.int32))
+    with pytest.raises(RuntimeError, match="factor: expected 1 or 4"):
+        _c().dequantize_scaled(data, scale, torch.ones(3, device="cuda"), False, out)
+    with pytest.raises(RuntimeError, match="out: must start on a 16-byte boundary"):
+        _c().dequantize_scaled(data[:2], scale[:2], one, False,
+                               out.reshape(-1)[4:4 + 64].view(2, 32))
+    empty = torch.empty(0, 32, dtype=torch.float16, device="cuda")
+    assert _c().dequantize_scaled(data[:0], scale[:0], one, False, empty) is not None
+
+
+def _c():
+    from nvfp4_kernels import _extension
+    return _extension.extension()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

@@ -1,8 +1,11 @@
 """The prefill route (dequantize the weight in chunks, then torch.mm): DESIGN's accuracy bar
 against the float64 reference with several chunks (a small workspace forces them), both scale
-layouts, per-column alpha, bias, mixed dtypes; workspace arithmetic; the automatic choice's hook."""
+layouts, per-column alpha, bias, mixed dtypes; workspace arithmetic; the automatic choice's hook;
+overlap (side-stream dequantize) bit-identical to in-order, CUDA-graph capture on a GPU."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -188,3 +191,159 @@ def test_fp8_rows_quantize(device, gen):
     step = torch.exp2(torch.floor(torch.log2(y.abs().clamp_min(2.0 ** -6))) - 3)
     assert ((q - y).abs() <= step / 2 * (1 + 1e-5)).all()
     assert (q[2] == 0).all() and q.abs().max() == 448
+
+
+# ---- overlap (side-stream dequantize) and the dequantize backend ----------------------------
+
+def _backends(device):
+    """Dequantize backends to cover here: Triton always, the extension's where it can run."""
+    return [name for name in prefill.DEQUANT_BACKENDS
+            if name == "triton" or prefill._cuda_reason(device) is None]
+
+
+@pytest.mark.parametrize("kind", ["w4a16", "w4a4", "fp8"])
+def test_overlap_is_bit_identical_to_in_order(kind, device, gen):
+    """Same chunks, same GEMMs: overlap changes only which stream dequantizes (on CPU: the
+    two-buffer rotation). Several chunks (equal, or ramping up), a partial last one; every
+    dequantize backend here.
+    On a GPU, a dequantize overwriting a buffer its GEMM still reads would show as a mismatch."""
+    m, n, k = (45, 304, 96) if device.type == "cpu" else (512, 2096, 1024)  # N % 16 == 0: FP8
+    budget = 256 * k * (1 if kind == "fp8" else 2)  # chunks of 2 tiles (ramp: 1, then 2)
+    b, b_scale, gs = _weight(n, k, "swizzled", gen)
+    alpha = ((1.0 / gs) * (torch.rand(n, generator=gen) + 0.5)).to(device)
+    bias = torch.randn(n, generator=gen).to(device)
+    b, b_scale = b.to(device), b_scale.to(device)
+    mode = "fp8" if kind == "fp8" else "exact"
+    if kind == "w4a4":
+        x = torch.randn(m, k, generator=gen) * 3
+        qa, qs, _ = ref.quantize(x, ref.global_scale(x), "swizzled")
+        qa, qs = qa.to(device), qs.to(device)
+
+        def run(**kw):
+            return prefill.gemm(qa, b, qs, b_scale, alpha, torch.bfloat16, bias,
+                                workspace=budget, mode=mode, **kw)
+    else:
+        a = torch.randn(m, k, generator=gen).to(torch.bfloat16).to(device)
+
+        def run(**kw):
+            return prefill.gemm_w4a16(a, b, b_scale, alpha, "swizzled", torch.bfloat16, bias,
+                                      workspace=budget, mode=mode, **kw)
+    priorities = (-1, 0) if device.type == "cuda" else (-1,)  # CPU: no streams to rank
+    for ramp in (False, True):
+        want = run(overlap=False, ramp=ramp, dequant="triton")
+        assert not want.isnan().any()
+        for backend in _backends(device):
+            for priority in priorities:
+                got = run(overlap=True, priority=priority, ramp=ramp, dequant=backend)
+                assert torch.equal(got, want), (ramp, backend, priority)
+            if backend != "triton":
+                assert torch.equal(run(overlap=False, ramp=ramp, dequant=backend), want), \
+                    backend
+
+
+def test_pipeline_slots_and_order():
+    """The schedule itself, in order (CPU): chunk i is produced into slot i % slots and
+    consumed from it; with one slot, chunk i + 1 is produced only after chunk i was consumed."""
+    for slots in (1, 2):
+        log = []
+        prefill._pipelined([0, 1, 2, 3], slots, torch.device("cpu"),
+                           lambda i, slot: log.append(("produce", i, slot)) or (i, slot),
+                           lambda i, got: log.append(("consume", i, got)))
+        produced = [e for e in log if e[0] == "produce"]
+        consumed = [e for e in log if e[0] == "consume"]
+        assert produced == [("produce", i, i % slots) for i in range(4)]
+        assert consumed == [("consume", i, (i, i % slots)) for i in range(4)]
+        for i in range(3):  # produce(i + 1) comes after consume(i + 1 - slots)
+            later = log.index(("produce", i + 1, (i + 1) % slots))
+            if i + 1 - slots >= 0:
+                assert log.index(("consume", i + 1 - slots, (i + 1 - slots,
+                                                             (i + 1 - slots) % slots))) < later
+
+
+def test_overlap_doubles_the_weight_workspace_only_with_several_chunks():
+    one = prefill.workspace_bytes(1024, 43008, 5376, w4a4=False)
+    assert prefill.workspace_bytes(1024, 43008, 5376, w4a4=False, overlap=True) == 2 * one
+    single = prefill.workspace_bytes(64, 100, 96, w4a4=False)  # one chunk: nothing to overlap
+    assert prefill.workspace_bytes(64, 100, 96, w4a4=False, overlap=True) == single
+
+
+def test_ramp_chunks():
+    """With the ramp: a small first chunk, doubling to the full size; always whole 128-row
+    tiles covering [0, N) once (chunk starts index the swizzled scales by tile)."""
+    assert [c for _, c in prefill._chunks(5376, 4096, ramp=True)] == [512, 1024, 2048, 1792]
+    assert [c for _, c in prefill._chunks(5376, 4096)] == [4096, 1280]
+    assert [c for _, c in prefill._chunks(300, 128, ramp=True)] == [128, 128, 44]
+    for n, rows in ((43008, 6144), (5376, 1536), (300, 256), (1, 128)):
+        chunks = prefill._chunks(n, rows, ramp=True)
+        assert all(n0 % 128 == 0 and 0 < c <= rows for n0, c in chunks)
+        assert [n0 for n0, _ in chunks] == [0] + [n0 + c for n0, c in chunks[:-1]]
+        assert sum(c for _, c in chunks) == n
+
+
+def test_dequant_backend_choice():
+    cpu = torch.device("cpu")
+    assert prefill.dequant_backend(cpu) == "triton"
+    assert prefill.dequant_backend(cpu, "triton") == "triton"
+    with pytest.raises(ValueError, match="dequant='cuda'"):
+        prefill.dequant_backend(cpu, "cuda")
+    with pytest.raises(ValueError, match="dequant: expected one of"):
+        prefill.dequant_backend(cpu, "cutlass")
+    a = torch.zeros(1, 32, dtype=torch.float16)
+    with pytest.raises(ValueError, match="priority: expected -1"):
+        prefill.gemm_w4a16(a, torch.zeros(16, 16, dtype=torch.uint8), None, None, "linear",
+                           torch.float16, None, priority=-5)
+
+
+# Compiled kernels on a GPU (this folder's conftest sets TRITON_INTERPRET=1 without one).
+_COMPILED_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _COMPILED_GPU, reason="needs a GPU and compiled Triton kernels")
+@pytest.mark.parametrize("kind", ["w4a16", "w4a4", "fp8"])
+def test_overlap_captures_into_a_cuda_graph_and_replays(kind):
+    """Fork/join of the side stream inside capture: the replayed graph computes the same bits
+    as an eager in-order call on the new inputs copied into the captured ones."""
+    gen = torch.Generator().manual_seed(29)
+    m, n, k = 384, 1504, 512
+    budget = 256 * k * (1 if kind == "fp8" else 2)  # 6 chunks
+    mode = "fp8" if kind == "fp8" else "exact"
+
+    def inputs():
+        b, b_scale, gs = _weight(n, k, "swizzled", gen)
+        alpha = (1.0 / gs).reshape(1)
+        if kind == "w4a4":
+            x = torch.randn(m, k, generator=gen) * 2
+            gs_a = ref.global_scale(x)
+            qa, qs, _ = ref.quantize(x, gs_a, "swizzled")
+            return [t.cuda() for t in (qa, qs, b, b_scale, alpha / gs_a)]
+        a = torch.randn(m, k, generator=gen).to(torch.bfloat16)
+        return [t.cuda() for t in (a, b, b_scale, alpha)]
+
+    def call(args, **kw):
+        if kind == "w4a4":
+            qa, qs, b, b_scale, alpha = args
+            return prefill.gemm(qa, b, qs, b_scale, alpha, torch.bfloat16, None,
+                                workspace=budget, mode=mode, **kw)
+        a, b, b_scale, alpha = args
+        return prefill.gemm_w4a16(a, b, b_scale, alpha, "swizzled", torch.bfloat16, None,
+                                  workspace=budget, mode=mode, **kw)
+
+    static = inputs()
+    warm = torch.cuda.Stream()
+    warm.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(warm):
+        call(static, overlap=True)
+    torch.cuda.current_stream().wait_stream(warm)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = call(static, overlap=True)
+    for _ in range(2):
+        fresh = inputs()
+        for dst, src in zip(static, fresh):
+            dst.copy_(src)
+        captured.fill_(float("nan"))
+        graph.replay()
+        want = call(fresh, overlap=False, ramp=True)  # the same chunks, in order
+        torch.cuda.synchronize()
+        assert torch.equal(captured, want)
