@@ -66,6 +66,13 @@ def install_stub(device):
             torch.empty(rows, cols // 2, dtype=torch.uint8, device=device),
             torch.empty(shape, dtype=torch.float8_e4m3fn, device=device)))
 
+    def quantize_computed_scale(x, layout, weight_alpha):
+        data, scale = quantize(x, None, layout)
+        gs, alpha = outputs(("qcs", weight_alpha is None), lambda: (
+            torch.empty((), device=device),
+            torch.empty(0 if weight_alpha is None else weight_alpha.shape, device=device)))
+        return data, scale, gs, alpha
+
     def dequantize(data, scale, gs, layout, dtype):
         return outputs(("dq", data.shape, dtype), lambda: torch.empty(
             data.shape[0], data.shape[1] * 2, dtype=dtype, device=device))
@@ -87,7 +94,8 @@ def install_stub(device):
             torch.empty(shape, dtype=dtype, device=device),
             torch.empty(shape, dtype=dtype, device=device)))
 
-    stubs = dict(quantize=quantize, dequantize=dequantize, gemm=gemm, gemm_w4a16=gemm_w4a16,
+    stubs = dict(quantize=quantize, quantize_computed_scale=quantize_computed_scale,
+                 dequantize=dequantize, gemm=gemm, gemm_w4a16=gemm_w4a16,
                  kv_cache_write=kv_cache_write, kv_cache_gather=kv_cache_gather)
     real = registry.choose
 
@@ -130,7 +138,8 @@ def run(args):
     real_choose = install_stub(device) if stub else None
     backend_fns = {}
     if not stub:
-        for op in ("gemm_w4a16", "gemm", "quantize", "kv_cache_write"):
+        for op in ("gemm_w4a16", "gemm", "quantize", "quantize_computed_scale",
+                   "kv_cache_write"):
             backend_fns[op] = registry.choose(op, device, (dtype,) if op != "gemm_w4a16"
                                               else (dtype, dtype))[1]
     w16 = (x, w.data, w.scale, w_alpha, "swizzled", None, None)
@@ -160,6 +169,12 @@ def run(args):
         ("quantize", "nk.quantize(x, 100.0)", lambda: nk.quantize(x, 100.0)),
         ("quantize", "nk.quantize(x)", lambda: nk.quantize(x)),
         ("quantize", "nk.global_scale(x)", lambda: nk.global_scale(x)),
+        ("quantize", "ops.quantize_computed_scale", lambda: ops.quantize_computed_scale(
+            x, "swizzled", None, None)),
+        ("quantize", "ops.quantize_computed_scale(weight_alpha=)",
+         lambda: ops.quantize_computed_scale(x, "swizzled", w_alpha, None)),
+        ("quantize", "_dispatch.quantize_computed_scale",
+         lambda: _dispatch.quantize_computed_scale(x, "swizzled", None, None)),
         ("quantize", "torch.ops.nvfp4.quantize", lambda: torch.ops.nvfp4.quantize(
             x, gs, "swizzled", None)),
         ("quantize", "ops.quantize", lambda: ops.quantize(x, gs, "swizzled", None)),
@@ -182,6 +197,7 @@ def run(args):
     backend_args = {"gemm_w4a16": ("gemm W4A16", (x, w.data, w.scale, w_alpha, "swizzled", dtype,
                                                   None)),
                     "gemm": ("gemm W4A4", w4), "quantize": ("quantize", (x, gs, "swizzled")),
+                    "quantize_computed_scale": ("quantize", (x, "swizzled", None)),
                     "kv_cache_write": ("kv cache", kv)}
     for op, impl in backend_fns.items():
         group, op_args = backend_args[op]
@@ -228,16 +244,20 @@ def _triton_reference_points(device):
              lambda: launch(empty_kernel, (1,), (t, 16, 16), num_warps=4))]
 
 
-# Per op: the layers of one call, outermost first (row names within the op's group). Each
+# Per op: (group, the layers of one call, outermost first, as row names within the group). Each
 # layer's own share is its time minus the next one's; the last layer is the backend itself.
 CHAINS = {
-    "gemm W4A16": ["nk.gemm", "ops.gemm_w4a16", "_dispatch.gemm_w4a16",
-                   "backend function (gemm_w4a16)"],
-    "gemm W4A4": ["nk.gemm", "ops.gemm", "_dispatch.gemm", "backend function (gemm)"],
-    "quantize": ["nk.quantize(x, gs)", "ops.quantize", "_dispatch.quantize",
-                 "backend function (quantize)"],
-    "kv cache": ["nk.kv_cache.write", "ops.kv_cache_write", "_dispatch.kv_cache_write",
-                 "backend function (kv_cache_write)"],
+    "gemm W4A16": ("gemm W4A16", ["nk.gemm", "ops.gemm_w4a16", "_dispatch.gemm_w4a16",
+                                  "backend function (gemm_w4a16)"]),
+    "gemm W4A4": ("gemm W4A4", ["nk.gemm", "ops.gemm", "_dispatch.gemm",
+                                "backend function (gemm)"]),
+    "quantize": ("quantize", ["nk.quantize(x, gs)", "ops.quantize", "_dispatch.quantize",
+                              "backend function (quantize)"]),
+    "quantize (computed scale)": ("quantize", [
+        "nk.quantize(x)", "ops.quantize_computed_scale", "_dispatch.quantize_computed_scale",
+        "backend function (quantize_computed_scale)"]),
+    "kv cache": ("kv cache", ["nk.kv_cache.write", "ops.kv_cache_write",
+                              "_dispatch.kv_cache_write", "backend function (kv_cache_write)"]),
 }
 LAYER_JOBS = ("public function", "op entry (eager bypass)", "checks + backend choice",
               "backend (allocate + launch)")
@@ -245,9 +265,9 @@ LAYER_JOBS = ("public function", "op entry (eager bypass)", "checks + backend ch
 MODULE_PARTS = {
     "W4A16 forward": [("gemm W4A16", "ops.gemm_w4a16")],
     "W4A4 static forward": [("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
-    "W4A4 dynamic forward": [("quantize", "nk.global_scale(x)"),
-                             ("reference", "one torch op (w_alpha / gs)"),
-                             ("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
+    # One op computes the input scale, quantizes and gives the GEMM's alpha.
+    "W4A4 dynamic forward": [("quantize", "ops.quantize_computed_scale(weight_alpha=)"),
+                             ("gemm W4A4", "ops.gemm")],
 }
 
 
@@ -255,15 +275,15 @@ def print_breakdown(rows) -> None:
     """Where each op's per-call time goes, one line per op."""
     t = {(r["group"], r["call"]): r.get("us_per_call") for r in rows}
     print("\nper-call breakdown (us; each layer's own share):")
-    for group, chain in CHAINS.items():
+    for label, (group, chain) in CHAINS.items():
         times = [t.get((group, name)) for name in chain]
         if any(v is None for v in times):
             present = [(n, v) for n, v in zip(chain, times) if v is not None]
-            print(f"  {group}: " + ", ".join(f"{n} {v}" for n, v in present))
+            print(f"  {label}: " + ", ".join(f"{n} {v}" for n, v in present))
             continue
         shares = [times[i] - times[i + 1] for i in range(len(times) - 1)] + [times[-1]]
         parts = " + ".join(f"{job} {share:.1f}" for job, share in zip(LAYER_JOBS, shares))
-        print(f"  {group}: {chain[0]} {times[0]:.1f} = {parts}")
+        print(f"  {label}: {chain[0]} {times[0]:.1f} = {parts}")
     for name, parts in MODULE_PARTS.items():
         total = t.get(("NVFP4Linear", name))
         values = [t.get(p) for p in parts]

@@ -13,7 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels import _global_scale
+from nvfp4_kernels.backends.triton import _bits, amax
 from nvfp4_kernels.backends.triton._launch import grid_device, launch
 from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
@@ -99,4 +100,12 @@ def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     return data, scale
 
 
-__all__ = ["quantize"]
+def quantize_computed_scale(x, scale_layout, weight_alpha):
+    """The global scale from x (amax.global_scale: one fill, one launch), then quantize with it;
+    alpha = weight_alpha / gs (one division), empty without a weight_alpha."""
+    gs = amax.global_scale(x)
+    data, scale = quantize(x, gs, scale_layout)
+    return data, scale, gs, _global_scale.gemm_alpha(weight_alpha, gs)
+
+
+__all__ = ["quantize", "quantize_computed_scale"]

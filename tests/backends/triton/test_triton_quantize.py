@@ -66,6 +66,20 @@ def test_quantize_ties_bit_exact(layout, dtype, device, gen):
 
 
 
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_quantize_computed_scale_bit_exact(layout, device, gen):
+    """The triton backend's computed-scale quantize (amax pass, quantize, alpha division)."""
+    x = (torch.randn(9, 64, generator=gen) * 10).to(torch.bfloat16)
+    x[3, 7] = float("inf")
+    wa = torch.rand(5, generator=gen) + 0.5
+    data, scale, gs, alpha = torch.ops.nvfp4.quantize_computed_scale(
+        x.to(device), layout, wa.to(device), backend="triton")
+    want_data, want_scale, want_gs = ref.quantize(x, None, layout)
+    assert_same_codes(data, want_data)
+    assert torch.equal(scale.view(torch.uint8).cpu(), want_scale.view(torch.uint8))
+    assert torch.equal(gs.cpu(), want_gs) and torch.equal(alpha.cpu(), wa / want_gs)
+
+
 def test_public_path(device, gen):
     x = torch.randn(2, 5, 32, generator=gen).to(torch.float16).to(device)
     q = nk.quantize(x, backend="triton")
