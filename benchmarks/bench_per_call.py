@@ -193,7 +193,18 @@ def run(args):
         ("NVFP4Linear", "W4A16 forward", lambda: lin16(x)),
         ("NVFP4Linear", "W4A4 static forward", lambda: lin4s(x)),
         ("NVFP4Linear", "W4A4 dynamic forward", lambda: lin4d(x)),
+        # The ops each forward runs, called in sequence outside the module with the module's
+        # own buffers (bias included): forward minus this is the module's own glue.
+        ("NVFP4Linear", "W4A4 static parts in sequence", lambda: _w4a4_parts(lin4s, x)),
+        ("NVFP4Linear", "W4A4 dynamic parts in sequence", lambda: _w4a4_parts(lin4d, x)),
     ]
+    if device.type == "cuda" and not stub:
+        # One forward captured in a CUDA graph and replayed: no Python, so per call this is the
+        # GPU's time for the forward's kernels (plus a replay's small launch cost). An eager
+        # forward cannot be faster than this; if it is close, eager is bound by the GPU.
+        for name, layer in (("W4A16", lin16), ("W4A4 static", lin4s), ("W4A4 dynamic", lin4d)):
+            cases.append(("NVFP4Linear", f"{name} CUDA-graph replay",
+                          _graph_replay(lambda layer=layer: layer(x))))
     backend_args = {"gemm_w4a16": ("gemm W4A16", (x, w.data, w.scale, w_alpha, "swizzled", dtype,
                                                   None)),
                     "gemm": ("gemm W4A4", w4), "quantize": ("quantize", (x, gs, "swizzled")),
@@ -220,6 +231,44 @@ def run(args):
     print_breakdown(rows)
     harness.write_results("bench_per_call", rows, args.out)
     return rows
+
+
+def _w4a4_parts(layer, x):
+    """What NVFP4Linear.forward runs for a 2-D bf16 input, without the module around it."""
+    from nvfp4_kernels import ops
+
+    b = layer._buffers
+    if b["input_global_scale"] is None:
+        data, scale, _, alpha = ops.quantize_computed_scale(x, "swizzled", b["weight_alpha"],
+                                                            None)
+    else:
+        alpha = layer._static_alpha(b["weight_alpha"], b["input_global_scale"])
+        data, scale = ops.quantize(x, b["input_global_scale"], "swizzled", None)
+    return ops.gemm(data, b["weight"], scale, b["weight_scale"], alpha, x.dtype, b["bias"], None)
+
+
+def _graph_replay(fn):
+    """graph.replay of one call of fn captured in a CUDA graph (warmed up on a side stream);
+    captured on the first call, so a capture error is recorded in that row like any other."""
+    state = {}
+
+    def capture():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            state["out"] = fn()
+        return graph
+
+    def replay():
+        if "graph" not in state:
+            state["graph"] = capture()
+        state["graph"].replay()
+    return replay
 
 
 def _triton_reference_points(device):
@@ -292,6 +341,14 @@ def print_breakdown(rows) -> None:
         listed = " + ".join(f"{call} {v:.1f}" for (_, call), v in zip(parts, values))
         print(f"  NVFP4Linear {name} {total:.1f} = {listed} + module glue "
               f"{total - sum(values):.1f}")
+        kind = name.removesuffix(" forward")
+        together = t.get(("NVFP4Linear", f"{kind} parts in sequence"))
+        if together is not None:  # the parts timed as one loop body (they may overlap)
+            print(f"    the same parts in one loop {together:.1f}: module's own glue "
+                  f"{total - together:.1f}")
+        replay = t.get(("NVFP4Linear", f"{kind} CUDA-graph replay"))
+        if replay is not None:
+            print(f"    one forward as a CUDA-graph replay (GPU time bound) {replay:.1f}")
     floor = t.get(("reference", "empty Triton launch() (cached)"))
     if floor is not None:
         print(f"  floor: an empty Triton launch() {floor:.1f}, kernel[grid] "
