@@ -96,5 +96,5 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
                 window, max_seq_len, num_splits)
 
 
-OPS = ("quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather",
-       "attention_decode")
+OPS = ("quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+       "kv_cache_write", "kv_cache_gather", "attention_decode")

@@ -75,22 +75,21 @@ _MAX_CONSTANTS = 64
 
 
 _is_compiling = torch.compiler.is_compiling
-
-
-def _making_graph(device: torch.device) -> bool:
-    return _is_compiling() or (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+_capturing = torch.cuda.is_current_stream_capturing
 
 
 def constant(value: float, device: torch.device, shape=()) -> torch.Tensor:
     """A float32 tensor of `shape` holding `value` on `device` (a torch.device), made by a fill
     on the device (no host-to-device copy); eagerly, a cached one."""
+    if _is_compiling():
+        return torch.full(shape, value, dtype=torch.float32, device=device)
     key = (value, device, shape)
-    hit = _CONSTANTS.get(key)  # looked up first: a hit is the per-call case
-    # (hit[2]: the device is a GPU, kept so the hit path reads no torch.device attribute)
-    if hit is not None and hit[0]._version == hit[1] and not (
-            _is_compiling() or (hit[2] and torch.cuda.is_current_stream_capturing())):
+    hit = _CONSTANTS.get(key)
+    # hit[2]: the device is a GPU (kept so that a hit reads no torch.device attribute, which
+    # costs about a microsecond).
+    if hit is not None and hit[0]._version == hit[1] and not (hit[2] and _capturing()):
         return hit[0]
-    if _making_graph(device):
+    if device.type == "cuda" and _capturing():
         return torch.full(shape, value, dtype=torch.float32, device=device)
     # A normal tensor even under torch.inference_mode (where serving code runs): an inference
     # tensor has no version counter, so it could not be cached.

@@ -19,8 +19,8 @@ import torch
 from nvfp4_kernels import _extension
 from nvfp4_kernels.backends import registry
 
-OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather"})
+OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+                 "kv_cache_write", "kv_cache_gather"})
 
 # Largest token count the decode GEMM takes. Past it the weight decode is amortised over enough
 # tokens that the Triton tensor-core tiles win (crossover measured in docs/performance.md).

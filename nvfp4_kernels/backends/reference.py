@@ -11,8 +11,8 @@ import torch
 from nvfp4_kernels import _global_scale
 from nvfp4_kernels import reference as ref
 
-OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather", "attention_decode"})
+OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+                 "kv_cache_write", "kv_cache_gather", "attention_decode"})
 
 
 def why_unavailable(device: torch.device) -> str | None:

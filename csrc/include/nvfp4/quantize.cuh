@@ -111,9 +111,11 @@ __device__ __forceinline__ float finite_magnitude(float v) {
   return a < __int_as_float(0x7f800000) ? a : 0.0f;  // +inf
 }
 
+// Maximum of `best` over the thread block, in thread 0; every thread of the block must call it.
 __device__ __forceinline__ float block_max(float best) {
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, off));
+  for (int off = 16; off > 0; off >>= 1)
+    best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, off));
   __shared__ float warp_max[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) warp_max[warp] = best;
@@ -186,7 +188,9 @@ struct ComputedScaleOut {
 };
 
 // Grid: as quantize_kernel, at least one block (block 0 writes the global scale and alpha even
-// when x is empty).
+// when x is empty). Blocks take the slots from the last one down: the amax pass walked x front
+// to back, so x's tail is what L2 still holds when this kernel starts, and the blocks that run
+// first read it from there (as the Triton quantize does after its amax pass).
 template <class T, bool VEC = false>
 __global__ void quantize_computed_scale_kernel(const T* __restrict__ x,
                                                uint8_t* __restrict__ data,
@@ -198,7 +202,8 @@ __global__ void quantize_computed_scale_kernel(const T* __restrict__ x,
     for (int64_t j = threadIdx.x; j < o.alpha_n; j += blockDim.x)
       o.alpha[j] = __fdiv_rn(o.weight_alpha[j], gs);
   }
-  const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t block = static_cast<int64_t>(gridDim.x) - 1 - blockIdx.x;
+  const int64_t slot = block * blockDim.x + threadIdx.x;
   if (slot >= s.scale_rows * s.scale_cols) return;
   quantize_slot<VEC>(x, slot, data, scale, s, [&] { return gs; });
 }
