@@ -58,11 +58,18 @@ __device__ __forceinline__ void quantize_slot(const T* __restrict__ x, int64_t s
   float v[kBlock];
   load_block<VEC>(in, v);
   float amax = 0.0f;
+  bool nan = false;
 #pragma unroll
-  for (int i = 0; i < kBlock; ++i) amax = fmaxf(amax, fabsf(v[i]));
+  for (int i = 0; i < kBlock; ++i) {
+    amax = fmaxf(amax, fabsf(v[i]));
+    nan |= v[i] != v[i];
+  }
   const float gs = global_scale();
   // s = e4m3(min(gs * (amax * (1/6)), 448)); __fmul_rn keeps each product a separate rounding.
-  const float scaled = fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
+  // A NaN in the block makes s the e4m3 NaN (0x7F), as the reference's amax and clamp propagate
+  // it (fmaxf/fminf would drop it); then inv is NaN and every code 0 (docs/format.md).
+  const float scaled = nan ? __int_as_float(0x7fffffff)
+                           : fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
   const uint8_t s8 = e4m3_from_float(scaled);
   const float s32 = e4m3_to_float(s8);
   // inv = 1 / (s * (1/gs)), both reciprocals IEEE round-to-nearest as the reference divides.

@@ -82,8 +82,9 @@ def test_quantize_computed_scale_bit_exact(rows, cols, dtype, layout):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_quantize_computed_scale_special_inputs(dtype):
-    """All zero (gs 1), non-finite elements (ignored by the amax), nothing finite (gs 1), a
-    subnormal amax (2688/amax overflows: clamped to FLT_MAX), the amax in the last element."""
+    """All zero (gs 1), non-finite elements (ignored by the global scale; a NaN block gets the
+    e4m3 NaN scale and zero codes, an infinite one scale 448), nothing finite (gs 1), a subnormal
+    amax (2688/amax overflows: clamped to FLT_MAX), the amax in the last element."""
     base = torch.randn(5, 64).to(dtype)
     cases = [torch.zeros(5, 64, dtype=dtype)]
     x = base.clone()
@@ -97,6 +98,12 @@ def test_quantize_computed_scale_special_inputs(dtype):
     for x in cases:
         for layout in ("swizzled", "linear"):
             _check_computed_scale(x, layout, torch.rand(48) + 0.5)
+            # the same blocks with a given scale (the kernels share the per-block code)
+            gs = torch.tensor(100.0)
+            data, scale = torch.ops.nvfp4.quantize(x.cuda(), gs.cuda(), layout, backend="cuda")
+            want_data, want_scale, _ = ref.quantize(x, gs, layout)
+            assert_same_codes(data, want_data)
+            assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
 
 
 def test_quantize_computed_scale_unaligned_and_empty():

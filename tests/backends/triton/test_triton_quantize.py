@@ -64,6 +64,17 @@ def test_quantize_ties_bit_exact(layout, dtype, device, gen):
     _check_quantize(x, torch.tensor(1e6, device=device), layout, device)
 
 
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.filterwarnings("ignore:All-NaN slice")  # the interpreter's reduction of a NaN block
+def test_non_finite_blocks_bit_exact(layout, device, gen):
+    """A NaN block gets the e4m3 NaN scale (0x7F) and zero codes, an infinite one scale 448, as
+    the reference does (docs/format.md, "Non-finite and extreme input")."""
+    x = torch.randn(5, 64, generator=gen)
+    x[1, 3], x[2, 40], x[4, 63], x[0, 16:32] = float("nan"), float("inf"), -float("inf"), \
+        float("nan")
+    _check_quantize(x.to(device), torch.tensor(100.0, device=device), layout, device)
+
+
 
 
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
