@@ -18,6 +18,11 @@ Reference points in the same run: ``F.linear``, one tiny torch op (a division), 
 backend's cached ``launch``. After the table, a breakdown per op prints each layer's own share
 (its time minus the next layer inside it), so the line to work on is the largest one.
 
+For the W4A4 ``NVFP4Linear`` forwards two more rows: the ops the forward runs, called in one
+loop body outside the module (forward minus that is the module's own glue), and, on a GPU, the
+forward captured once in a CUDA graph and replayed (no Python: the GPU time of its kernels; an
+eager forward near that figure is bound by the GPU, not by the host).
+
 --stub replaces every backend function by one that returns preallocated outputs: what remains
 is this library's own overhead (the only mode that means anything on a CPU-only machine).
 Results go to <out>/bench_per_call.json and .csv.
