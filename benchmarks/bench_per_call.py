@@ -18,6 +18,11 @@ Reference points in the same run: ``F.linear``, one tiny torch op (a division), 
 backend's cached ``launch``. After the table, a breakdown per op prints each layer's own share
 (its time minus the next layer inside it), so the line to work on is the largest one.
 
+For the W4A4 ``NVFP4Linear`` forwards two more rows: the ops the forward runs, called in one
+loop body outside the module (forward minus that is the module's own glue), and, on a GPU, the
+forward captured once in a CUDA graph and replayed (no Python: the GPU time of its kernels; an
+eager forward near that figure is bound by the GPU, not by the host).
+
 --stub replaces every backend function by one that returns preallocated outputs: what remains
 is this library's own overhead (the only mode that means anything on a CPU-only machine).
 Results go to <out>/bench_per_call.json and .csv.
@@ -66,6 +71,13 @@ def install_stub(device):
             torch.empty(rows, cols // 2, dtype=torch.uint8, device=device),
             torch.empty(shape, dtype=torch.float8_e4m3fn, device=device)))
 
+    def quantize_computed_scale(x, layout, weight_alpha):
+        data, scale = quantize(x, None, layout)
+        gs, alpha = outputs(("qcs", weight_alpha is None), lambda: (
+            torch.empty((), device=device),
+            torch.empty(0 if weight_alpha is None else weight_alpha.shape, device=device)))
+        return data, scale, gs, alpha
+
     def dequantize(data, scale, gs, layout, dtype):
         return outputs(("dq", data.shape, dtype), lambda: torch.empty(
             data.shape[0], data.shape[1] * 2, dtype=dtype, device=device))
@@ -87,7 +99,8 @@ def install_stub(device):
             torch.empty(shape, dtype=dtype, device=device),
             torch.empty(shape, dtype=dtype, device=device)))
 
-    stubs = dict(quantize=quantize, dequantize=dequantize, gemm=gemm, gemm_w4a16=gemm_w4a16,
+    stubs = dict(quantize=quantize, quantize_computed_scale=quantize_computed_scale,
+                 dequantize=dequantize, gemm=gemm, gemm_w4a16=gemm_w4a16,
                  kv_cache_write=kv_cache_write, kv_cache_gather=kv_cache_gather)
     real = registry.choose
 
@@ -130,7 +143,8 @@ def run(args):
     real_choose = install_stub(device) if stub else None
     backend_fns = {}
     if not stub:
-        for op in ("gemm_w4a16", "gemm", "quantize", "kv_cache_write"):
+        for op in ("gemm_w4a16", "gemm", "quantize", "quantize_computed_scale",
+                   "kv_cache_write"):
             backend_fns[op] = registry.choose(op, device, (dtype,) if op != "gemm_w4a16"
                                               else (dtype, dtype))[1]
     w16 = (x, w.data, w.scale, w_alpha, "swizzled", None, None)
@@ -160,6 +174,12 @@ def run(args):
         ("quantize", "nk.quantize(x, 100.0)", lambda: nk.quantize(x, 100.0)),
         ("quantize", "nk.quantize(x)", lambda: nk.quantize(x)),
         ("quantize", "nk.global_scale(x)", lambda: nk.global_scale(x)),
+        ("quantize", "ops.quantize_computed_scale", lambda: ops.quantize_computed_scale(
+            x, "swizzled", None, None)),
+        ("quantize", "ops.quantize_computed_scale(weight_alpha=)",
+         lambda: ops.quantize_computed_scale(x, "swizzled", w_alpha, None)),
+        ("quantize", "_dispatch.quantize_computed_scale",
+         lambda: _dispatch.quantize_computed_scale(x, "swizzled", None, None)),
         ("quantize", "torch.ops.nvfp4.quantize", lambda: torch.ops.nvfp4.quantize(
             x, gs, "swizzled", None)),
         ("quantize", "ops.quantize", lambda: ops.quantize(x, gs, "swizzled", None)),
@@ -178,10 +198,22 @@ def run(args):
         ("NVFP4Linear", "W4A16 forward", lambda: lin16(x)),
         ("NVFP4Linear", "W4A4 static forward", lambda: lin4s(x)),
         ("NVFP4Linear", "W4A4 dynamic forward", lambda: lin4d(x)),
+        # The ops each forward runs, called in sequence outside the module with the module's
+        # own buffers (bias included): forward minus this is the module's own glue.
+        ("NVFP4Linear", "W4A4 static parts in sequence", lambda: _w4a4_parts(lin4s, x)),
+        ("NVFP4Linear", "W4A4 dynamic parts in sequence", lambda: _w4a4_parts(lin4d, x)),
     ]
+    if device.type == "cuda" and not stub:
+        # One forward captured in a CUDA graph and replayed: no Python, so per call this is the
+        # GPU's time for the forward's kernels (plus a replay's small launch cost). An eager
+        # forward cannot be faster than this; if it is close, eager is bound by the GPU.
+        for name, layer in (("W4A16", lin16), ("W4A4 static", lin4s), ("W4A4 dynamic", lin4d)):
+            cases.append(("NVFP4Linear", f"{name} CUDA-graph replay",
+                          _graph_replay(lambda layer=layer: layer(x))))
     backend_args = {"gemm_w4a16": ("gemm W4A16", (x, w.data, w.scale, w_alpha, "swizzled", dtype,
                                                   None)),
                     "gemm": ("gemm W4A4", w4), "quantize": ("quantize", (x, gs, "swizzled")),
+                    "quantize_computed_scale": ("quantize", (x, "swizzled", None)),
                     "kv_cache_write": ("kv cache", kv)}
     for op, impl in backend_fns.items():
         group, op_args = backend_args[op]
@@ -206,6 +238,44 @@ def run(args):
     return rows
 
 
+def _w4a4_parts(layer, x):
+    """What NVFP4Linear.forward runs for a 2-D bf16 input, without the module around it."""
+    from nvfp4_kernels import ops
+
+    b = layer._buffers
+    if b["input_global_scale"] is None:
+        data, scale, _, alpha = ops.quantize_computed_scale(x, "swizzled", b["weight_alpha"],
+                                                            None)
+    else:
+        alpha = layer._static_alpha(b["weight_alpha"], b["input_global_scale"])
+        data, scale = ops.quantize(x, b["input_global_scale"], "swizzled", None)
+    return ops.gemm(data, b["weight"], scale, b["weight_scale"], alpha, x.dtype, b["bias"], None)
+
+
+def _graph_replay(fn):
+    """graph.replay of one call of fn captured in a CUDA graph (warmed up on a side stream);
+    captured on the first call, so a capture error is recorded in that row like any other."""
+    state = {}
+
+    def capture():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            state["out"] = fn()
+        return graph
+
+    def replay():
+        if "graph" not in state:
+            state["graph"] = capture()
+        state["graph"].replay()
+    return replay
+
+
 def _triton_reference_points(device):
     """An empty Triton kernel launched through ``kernel[grid]`` and through the backend's
     ``_launch.launch`` (cached compiled kernel): the floor under every Triton backend call."""
@@ -228,16 +298,20 @@ def _triton_reference_points(device):
              lambda: launch(empty_kernel, (1,), (t, 16, 16), num_warps=4))]
 
 
-# Per op: the layers of one call, outermost first (row names within the op's group). Each
+# Per op: (group, the layers of one call, outermost first, as row names within the group). Each
 # layer's own share is its time minus the next one's; the last layer is the backend itself.
 CHAINS = {
-    "gemm W4A16": ["nk.gemm", "ops.gemm_w4a16", "_dispatch.gemm_w4a16",
-                   "backend function (gemm_w4a16)"],
-    "gemm W4A4": ["nk.gemm", "ops.gemm", "_dispatch.gemm", "backend function (gemm)"],
-    "quantize": ["nk.quantize(x, gs)", "ops.quantize", "_dispatch.quantize",
-                 "backend function (quantize)"],
-    "kv cache": ["nk.kv_cache.write", "ops.kv_cache_write", "_dispatch.kv_cache_write",
-                 "backend function (kv_cache_write)"],
+    "gemm W4A16": ("gemm W4A16", ["nk.gemm", "ops.gemm_w4a16", "_dispatch.gemm_w4a16",
+                                  "backend function (gemm_w4a16)"]),
+    "gemm W4A4": ("gemm W4A4", ["nk.gemm", "ops.gemm", "_dispatch.gemm",
+                                "backend function (gemm)"]),
+    "quantize": ("quantize", ["nk.quantize(x, gs)", "ops.quantize", "_dispatch.quantize",
+                              "backend function (quantize)"]),
+    "quantize (computed scale)": ("quantize", [
+        "nk.quantize(x)", "ops.quantize_computed_scale", "_dispatch.quantize_computed_scale",
+        "backend function (quantize_computed_scale)"]),
+    "kv cache": ("kv cache", ["nk.kv_cache.write", "ops.kv_cache_write",
+                              "_dispatch.kv_cache_write", "backend function (kv_cache_write)"]),
 }
 LAYER_JOBS = ("public function", "op entry (eager bypass)", "checks + backend choice",
               "backend (allocate + launch)")
@@ -245,9 +319,9 @@ LAYER_JOBS = ("public function", "op entry (eager bypass)", "checks + backend ch
 MODULE_PARTS = {
     "W4A16 forward": [("gemm W4A16", "ops.gemm_w4a16")],
     "W4A4 static forward": [("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
-    "W4A4 dynamic forward": [("quantize", "nk.global_scale(x)"),
-                             ("reference", "one torch op (w_alpha / gs)"),
-                             ("quantize", "ops.quantize"), ("gemm W4A4", "ops.gemm")],
+    # One op computes the input scale, quantizes and gives the GEMM's alpha.
+    "W4A4 dynamic forward": [("quantize", "ops.quantize_computed_scale(weight_alpha=)"),
+                             ("gemm W4A4", "ops.gemm")],
 }
 
 
@@ -255,15 +329,15 @@ def print_breakdown(rows) -> None:
     """Where each op's per-call time goes, one line per op."""
     t = {(r["group"], r["call"]): r.get("us_per_call") for r in rows}
     print("\nper-call breakdown (us; each layer's own share):")
-    for group, chain in CHAINS.items():
+    for label, (group, chain) in CHAINS.items():
         times = [t.get((group, name)) for name in chain]
         if any(v is None for v in times):
             present = [(n, v) for n, v in zip(chain, times) if v is not None]
-            print(f"  {group}: " + ", ".join(f"{n} {v}" for n, v in present))
+            print(f"  {label}: " + ", ".join(f"{n} {v}" for n, v in present))
             continue
         shares = [times[i] - times[i + 1] for i in range(len(times) - 1)] + [times[-1]]
         parts = " + ".join(f"{job} {share:.1f}" for job, share in zip(LAYER_JOBS, shares))
-        print(f"  {group}: {chain[0]} {times[0]:.1f} = {parts}")
+        print(f"  {label}: {chain[0]} {times[0]:.1f} = {parts}")
     for name, parts in MODULE_PARTS.items():
         total = t.get(("NVFP4Linear", name))
         values = [t.get(p) for p in parts]
@@ -272,6 +346,14 @@ def print_breakdown(rows) -> None:
         listed = " + ".join(f"{call} {v:.1f}" for (_, call), v in zip(parts, values))
         print(f"  NVFP4Linear {name} {total:.1f} = {listed} + module glue "
               f"{total - sum(values):.1f}")
+        kind = name.removesuffix(" forward")
+        together = t.get(("NVFP4Linear", f"{kind} parts in sequence"))
+        if together is not None:  # the parts timed as one loop body (they may overlap)
+            print(f"    the same parts in one loop {together:.1f}: module's own glue "
+                  f"{total - together:.1f}")
+        replay = t.get(("NVFP4Linear", f"{kind} CUDA-graph replay"))
+        if replay is not None:
+            print(f"    one forward as a CUDA-graph replay (GPU time bound) {replay:.1f}")
     floor = t.get(("reference", "empty Triton launch() (cached)"))
     if floor is not None:
         print(f"  floor: an empty Triton launch() {floor:.1f}, kernel[grid] "

@@ -44,7 +44,8 @@ def run(args):
     nbytes = {"swizzled": rows_ * cols * 2 + rows_ * cols // 2 + srows * scols,
               "linear": rows_ * cols * 2 + rows_ * cols // 2 + rows_ * cols // 16}
     copy_bw = harness.copy_bandwidth(nbytes["swizzled"], device, args)
-    auto = {op: registry.choose(op, device, (dtype,))[0] for op in ("quantize",)}
+    auto = {op: registry.choose(op, device, (dtype,))[0]
+            for op in ("quantize", "quantize_computed_scale")}
     print(f"automatic choice here: {auto}")
     x_size = torch.empty((), dtype=dtype).element_size()
     # The amax pass alone (the first half of a computed-scale quantize; backend-independent).
@@ -58,17 +59,21 @@ def run(args):
             continue
         for layout in ("swizzled", "linear"):
             fields = dict(rows=rows_, cols=cols, dtype=str(dtype), backend=backend,
-                          layout=layout, timing="cuda_graph" if graph else "do_bench",
-                          auto_choice=auto["quantize"] == backend)
+                          layout=layout, timing="cuda_graph" if graph else "do_bench")
             given = timed(lambda x, gs: nk.quantize(x, gs, scale_layout=layout, backend=backend),
                           inputs)
             computed = timed(lambda x, gs: nk.quantize(x, scale_layout=layout, backend=backend),
                              inputs)
             rows += harness.bandwidth_rows({"quantize": given}, nbytes[layout], copy_bw,
-                                           scale="given", **fields)
+                                           scale="given", **fields,
+                                           auto_choice=auto["quantize"] == backend)
             ceiling = nbytes[layout] / (nbytes[layout] + rows_ * cols * x_size)
-            rows += harness.bandwidth_rows({"quantize": computed}, nbytes[layout], copy_bw,
-                                           scale="computed", ceiling=ceiling, **fields)
+            # (the computed-scale quantize is its own op, nvfp4::quantize_computed_scale, with
+            # its own automatic choice: the cuda backend's amax + quantize where it is built)
+            rows += harness.bandwidth_rows(
+                {"quantize": computed}, nbytes[layout], copy_bw, scale="computed",
+                ceiling=ceiling, **fields,
+                auto_choice=auto["quantize_computed_scale"] == backend)
     if args.sweep and "triton" in args.backends and registry.why_not(
             "triton", "quantize", device, (dtype,)) is None:
         from nvfp4_kernels.backends.triton import quantize as tq

@@ -85,6 +85,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   using namespace pybind11::literals;
   m.def("quantize", &nvfp4::quantize, "x"_a, "global_scale"_a, "swizzled"_a);
+  m.def("quantize_computed_scale", &nvfp4::quantize_computed_scale, "x"_a, "swizzled"_a,
+        "weight_alpha"_a = pybind11::none());
   m.def("dequantize", &nvfp4::dequantize, "data"_a, "scale"_a, "global_scale"_a, "swizzled"_a,
         "dtype"_a);
   m.def("dequantize_scaled", &nvfp4::dequantize_scaled, "data"_a, "scale"_a, "factor"_a,

@@ -14,6 +14,12 @@ namespace nvfp4 {
 // quantize.cu: generic CUDA (bit manipulation) on every arch, hardware E2M1 on sm_100a/sm_120a.
 std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tensor& global_scale,
                                             bool swizzled);
+// quantize.cu too: the global scale computed from x on the device (reference.global_scale: finite
+// amax, min(2688 / amax, FLT_MAX), 1 when amax is 0), then the quantize; two launches, no host
+// round trip. Returns (data, scale, global_scale [0-dim], alpha): alpha = weight_alpha /
+// global_scale elementwise when weight_alpha is given (the W4A4 GEMM's alpha), else empty.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_scale(
+    const at::Tensor& x, bool swizzled, const std::optional<at::Tensor>& weight_alpha);
 // dequantize.cu: every arch; bit-exact lut * s / gs.
 at::Tensor dequantize(const at::Tensor& data, const at::Tensor& scale,
                       const at::Tensor& global_scale, bool swizzled, at::ScalarType dtype);

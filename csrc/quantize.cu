@@ -9,7 +9,9 @@
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 
 #include "checks.h"
@@ -27,6 +29,21 @@ QuantizeShape make_shape(int64_t rows, int64_t cols, bool swizzled) {
           swizzled ? ceil_to(scale_cols, 4) : scale_cols, swizzled};
 }
 
+// Blocks of the amax pass: a few per SM, each walking its share of x (its loads in flight cover
+// HBM latency); more would only add atomics on the one result word.
+constexpr int kAmaxBlocksPerSm = 8;
+
+int sm_count(int device) {
+  static int counts[64] = {};  // per device index; a racing first call writes the same value
+  if (device < 0 || device >= 64) device = 0;
+  if (counts[device] == 0) {
+    int n = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    counts[device] = n;
+  }
+  return counts[device];
+}
+
 unsigned int grid_for(int64_t threads) {
   const int64_t blocks = (threads + kThreads - 1) / kThreads;
   TORCH_CHECK(blocks <= INT32_MAX, "nvfp4: problem too large for one launch (", threads,
@@ -36,12 +53,33 @@ unsigned int grid_for(int64_t threads) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tensor& global_scale,
-                                            bool swizzled) {
+void check_x(const at::Tensor& x) {
   check_tensor("x", x, 2);
   check_dtype("x", x, {at::kBFloat16, at::kHalf, at::kFloat});
   TORCH_CHECK(x.size(1) % kBlock == 0, "x: the last dim must be a multiple of 16, got ",
               describe(x));
+}
+
+// Calls f(const T* x, vec) with x's element type; vec: 16-byte loads are possible (x 16-byte
+// aligned: always for a fresh allocation, not for every view).
+template <class F>
+void with_input(const at::Tensor& x, F&& f) {
+  const bool vec = reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  switch (x.scalar_type()) {
+    case at::kBFloat16:
+      f(reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()), vec);
+      break;
+    case at::kHalf:
+      f(reinterpret_cast<const __half*>(x.data_ptr()), vec);
+      break;
+    default:
+      f(x.data_ptr<float>(), vec);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tensor& global_scale,
+                                            bool swizzled) {
+  check_x(x);
   check_f32_scalar("global_scale", global_scale);
   check_cuda("x", x, x);
   check_cuda("global_scale", global_scale, x);
@@ -56,27 +94,76 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   auto* d = data.data_ptr<uint8_t>();
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const float* gs = global_scale.data_ptr<float>();
-  // 16-byte loads need x 16-byte aligned (always, for a fresh allocation; not for every view).
-  const bool vec = reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
-  auto launch = [&](auto* in) {
+  with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
     if (vec)
       quantize_kernel<T, true><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
     else
       quantize_kernel<T, false><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
-  };
-  switch (x.scalar_type()) {
-    case at::kBFloat16:
-      launch(reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()));
-      break;
-    case at::kHalf:
-      launch(reinterpret_cast<const __half*>(x.data_ptr()));
-      break;
-    default:
-      launch(x.data_ptr<float>());
-  }
+  });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_scale(
+    const at::Tensor& x, bool swizzled, const std::optional<at::Tensor>& weight_alpha) {
+  check_x(x);
+  if (weight_alpha.has_value()) {
+    const at::Tensor& wa = *weight_alpha;
+    TORCH_CHECK(wa.scalar_type() == at::kFloat, "weight_alpha: must be float32, got ",
+                describe(wa));
+    TORCH_CHECK(wa.numel() >= 1, "weight_alpha: expected at least 1 element, got ", describe(wa));
+    TORCH_CHECK(wa.is_contiguous(), "weight_alpha: must be contiguous, got ", describe(wa));
+  }
+  check_cuda("x", x, x);
+  if (weight_alpha.has_value()) check_cuda("weight_alpha", *weight_alpha, x);
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  const QuantizeShape s = make_shape(x.size(0), x.size(1), swizzled);
+  const auto f32 = x.options().dtype(at::kFloat);
+  auto data = at::empty({s.rows, s.cols / 2}, x.options().dtype(at::kByte));
+  auto scale = at::empty({s.scale_rows, s.scale_cols}, x.options().dtype(at::kFloat8_e4m3fn));
+  auto global_scale = at::empty({}, f32);
+  // alpha: weight_alpha's shape (what the fake kernel promises), empty without one.
+  auto alpha = weight_alpha.has_value() ? at::empty(weight_alpha->sizes(), f32)
+                                        : at::empty({0}, f32);
+  // The amax word starts at zero: a memset node (capturable in a CUDA graph), no fill kernel.
+  auto amax_bits = at::empty({1}, x.options().dtype(at::kInt));
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(cudaMemsetAsync(amax_bits.data_ptr(), 0, sizeof(unsigned int), stream));
+  auto* bits = reinterpret_cast<unsigned int*>(amax_bits.data_ptr());
+  const ComputedScaleOut out{bits, global_scale.data_ptr<float>(),
+                             weight_alpha.has_value() ? weight_alpha->data_ptr<float>() : nullptr,
+                             alpha.data_ptr<float>(), alpha.numel()};
+  auto* d = data.data_ptr<uint8_t>();
+  auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
+  const int64_t numel = x.numel();
+  const int64_t slots = s.scale_rows * s.scale_cols;
+  const unsigned int quantize_blocks = slots ? grid_for(slots) : 1u;
+  with_input(x, [&](auto* in, bool vec) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    if (numel > 0) {
+      // One thread per 16-byte vector (or element), four vectors per thread per loop step at
+      // most, capped at a few blocks per SM.
+      const int64_t per_thread = vec ? 4 * (16 / static_cast<int64_t>(sizeof(T))) : 4;
+      const int64_t wanted = (numel + kThreads * per_thread - 1) / (kThreads * per_thread);
+      const int64_t cap = static_cast<int64_t>(kAmaxBlocksPerSm) * sm_count(x.get_device());
+      const auto blocks = static_cast<unsigned int>(std::min(wanted, cap));
+      if (vec)
+        amax_kernel<T, true><<<blocks, kThreads, 0, stream>>>(in, numel, bits);
+      else
+        amax_kernel<T, false><<<blocks, kThreads, 0, stream>>>(in, numel, bits);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (vec)
+      quantize_computed_scale_kernel<T, true><<<quantize_blocks, kThreads, 0, stream>>>(
+          in, d, sc, s, out);
+    else
+      quantize_computed_scale_kernel<T, false><<<quantize_blocks, kThreads, 0, stream>>>(
+          in, d, sc, s, out);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {data, scale, global_scale, alpha};
 }
 
 }  // namespace nvfp4

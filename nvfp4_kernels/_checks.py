@@ -111,6 +111,19 @@ def quantize_args(x, global_scale, scale_layout):
     choice("scale_layout", scale_layout, SCALE_LAYOUTS)
 
 
+def quantize_computed_scale_args(x, scale_layout, weight_alpha):
+    tensor("x", x, dtypes=FLOAT_DTYPES, ndim=2)
+    if x.shape[1] % BLOCK:
+        multiple_of("x", x.shape[1], BLOCK, f"the last dim (shape {tuple(x.shape)})")
+    choice("scale_layout", scale_layout, SCALE_LAYOUTS)
+    if weight_alpha is not None:
+        tensor("weight_alpha", weight_alpha, dtypes=(torch.float32,))
+        if weight_alpha.numel() == 0:
+            raise ValueError(f"weight_alpha: expected at least 1 element, got "
+                             f"{describe(weight_alpha)}")
+        same_device(x=x, weight_alpha=weight_alpha)
+
+
 def packed(name, data, scale, layout):
     tensor(name, data, dtypes=(torch.uint8,), ndim=2)
     rows, cols = data.shape[0], data.shape[1] * 2

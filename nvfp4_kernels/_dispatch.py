@@ -38,6 +38,12 @@ def quantize(x, global_scale, scale_layout="swizzled", backend=None):
     return impl(x, global_scale, scale_layout)
 
 
+def quantize_computed_scale(x, scale_layout="swizzled", weight_alpha=None, backend=None):
+    check.quantize_computed_scale_args(x, scale_layout, weight_alpha)
+    _, impl = registry.choose("quantize_computed_scale", x.device, (x.dtype,), backend)
+    return impl(x, scale_layout, weight_alpha)
+
+
 def dequantize(data, scale, global_scale, scale_layout="swizzled", dtype=torch.bfloat16,
                backend=None):
     check.dequantize_args(data, scale, global_scale, scale_layout, dtype)
@@ -90,5 +96,5 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
                 window, max_seq_len, num_splits)
 
 
-OPS = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather",
-       "attention_decode")
+OPS = ("quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+       "kv_cache_write", "kv_cache_gather", "attention_decode")

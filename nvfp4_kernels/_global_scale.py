@@ -50,6 +50,14 @@ def as_global_scale(value, device) -> torch.Tensor:
     return constant(float(value), device)
 
 
+def gemm_alpha(weight_alpha, gs: torch.Tensor) -> torch.Tensor:
+    """The ``alpha`` output of ``quantize_computed_scale``: weight_alpha / gs (an IEEE float32
+    division, as the cuda kernel divides), or an empty float32 vector without a weight_alpha."""
+    if weight_alpha is None:
+        return gs.new_empty((0,))
+    return weight_alpha / gs
+
+
 def inverse(gs: torch.Tensor) -> torch.Tensor:
     """1/gs in float32 with an IEEE division (the decode-direction scale, = ModelOpt's
     weight_scale_2 / input_scale)."""
@@ -66,21 +74,28 @@ _CONSTANTS: dict = {}
 _MAX_CONSTANTS = 64
 
 
+_is_compiling = torch.compiler.is_compiling
+_capturing = torch.cuda.is_current_stream_capturing
+
+
 def constant(value: float, device: torch.device, shape=()) -> torch.Tensor:
     """A float32 tensor of `shape` holding `value` on `device` (a torch.device), made by a fill
     on the device (no host-to-device copy); eagerly, a cached one."""
-    if torch.compiler.is_compiling() or (device.type == "cuda" and
-                                         torch.cuda.is_current_stream_capturing()):
+    if _is_compiling():
         return torch.full(shape, value, dtype=torch.float32, device=device)
     key = (value, device, shape)
     hit = _CONSTANTS.get(key)
-    if hit is not None and hit[0]._version == hit[1]:
+    # hit[2]: the device is a GPU (kept so that a hit reads no torch.device attribute, which
+    # costs about a microsecond).
+    if hit is not None and hit[0]._version == hit[1] and not (hit[2] and _capturing()):
         return hit[0]
+    if device.type == "cuda" and _capturing():
+        return torch.full(shape, value, dtype=torch.float32, device=device)
     # A normal tensor even under torch.inference_mode (where serving code runs): an inference
     # tensor has no version counter, so it could not be cached.
     with torch.inference_mode(False):
         t = torch.full(shape, value, dtype=torch.float32, device=device)
     if len(_CONSTANTS) >= _MAX_CONSTANTS:
         _CONSTANTS.clear()
-    _CONSTANTS[key] = (t, t._version)
+    _CONSTANTS[key] = (t, t._version, device.type == "cuda")
     return t

@@ -102,14 +102,20 @@ def as_scale_tensor(name: str, value, device=None, *, numel=None) -> torch.Tenso
     return check_scale_tensor(name, t, numel=numel)
 
 
-def per_call_scale(name: str, value, device) -> torch.Tensor:
+def per_call_scale(name: str, value, device, shape=(1,)) -> torch.Tensor:
     """A scale given to an op on the hot path (KV cache, attention): a tensor passes through (its
     value checked only with debug checks on); a Python number is checked for free and becomes a
-    device fill, not a host-to-device copy, so the call stays capturable in a CUDA graph."""
+    device fill (of `shape`), not a host-to-device copy, so the call stays capturable in a CUDA
+    graph."""
+    if type(value) is float and 0.0 < value < math.inf:
+        # The serving case of a number: the same float on every call. This comparison is the
+        # whole check for a plain float (check_scale_value's generic one costs more than the
+        # cached fill it guards); anything else takes the checked path below.
+        return _global_scale.constant(value, device, shape)
     if isinstance(value, torch.Tensor):
         debug_check_scale(name, value)  # opt-in: reads the value (a sync)
         return value
-    return _global_scale.constant(check_scale_value(name, value), device, (1,))
+    return _global_scale.constant(check_scale_value(name, value), device, shape)
 
 
 def _tracing() -> bool:

@@ -40,25 +40,33 @@ def quantize(x: torch.Tensor, global_scale=None, *, scale_layout: str = "swizzle
         check.tensor("x", x)
         raise ValueError(f"x: expected at least 1 dim, got {check.describe(x)}")
     if global_scale is None:
-        check.tensor("x", x, dtypes=check.FLOAT_DTYPES, contiguous=False)
-        gs = _global_scale.global_scale(x)
-    elif isinstance(global_scale, torch.Tensor):
+        # One op computes the scale and quantizes (the cuda backend: one C++ call, two launches).
+        x2 = x if x.dim() == 2 else x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+        data, scale, gs, _ = _ops.quantize_computed_scale(x2, scale_layout, None, backend)
+        return _packed(data, scale, gs, scale_layout, x.shape)
+    if isinstance(global_scale, torch.Tensor):
         # Values: always on CPU (no sync), on a GPU only with debug checks (they sync).
         _scales.check_entering_scale("global_scale", global_scale)
         gs = global_scale if global_scale.dim() == 0 else \
             _global_scale.as_global_scale(global_scale, x.device)
-    else:  # a number: checked here, for free
-        gs = _global_scale.constant(_scales.check_scale_value("global_scale", global_scale),
-                                    x.device)
+    else:  # a number: checked here, for free; one filled tensor per value, kept
+        gs = _scales.per_call_scale("global_scale", global_scale, x.device, ())
     if x.dim() == 2:
         data, scale = _ops.quantize(x, gs, scale_layout, backend)
         return NVFP4._from_op(data, scale, gs, scale_layout, x.shape)
     lead, cols = x.shape[:-1], x.shape[-1]
     data, scale = _ops.quantize(x.reshape(math.prod(lead), cols), gs, scale_layout, backend)
-    data = data.reshape(*lead, cols // 2)
-    if scale_layout == "linear":
-        scale = scale.reshape(*lead, cols // BLOCK)
-    return NVFP4._from_op(data, scale, gs, scale_layout, x.shape)
+    return _packed(data, scale, gs, scale_layout, x.shape)
+
+
+def _packed(data, scale, gs, scale_layout, shape) -> NVFP4:
+    """The op's 2-D outputs as an NVFP4 of x's logical shape."""
+    if len(shape) != 2:
+        lead, cols = shape[:-1], shape[-1]
+        data = data.reshape(*lead, cols // 2)
+        if scale_layout == "linear":
+            scale = scale.reshape(*lead, cols // BLOCK)
+    return NVFP4._from_op(data, scale, gs, scale_layout, shape)
 
 
 def dequantize(q: NVFP4, dtype: torch.dtype = torch.bfloat16, *,

@@ -25,6 +25,12 @@ _lib = torch.library.Library("nvfp4", "DEF")  # noqa: TOR901 (kept alive for the
 
 _lib.define("quantize(Tensor x, Tensor global_scale, str scale_layout='swizzled', "
             "str? backend=None) -> (Tensor data, Tensor scale)")
+# The global scale computed from x on the device (reference.global_scale), then the quantize: one
+# op, so a backend can do both without a host round trip. alpha = weight_alpha / global_scale
+# (the W4A4 GEMM's alpha for a weight with decode scale weight_alpha), empty without one.
+_lib.define("quantize_computed_scale(Tensor x, str scale_layout='swizzled', "
+            "Tensor? weight_alpha=None, str? backend=None) "
+            "-> (Tensor data, Tensor scale, Tensor global_scale, Tensor alpha)")
 _lib.define("dequantize(Tensor data, Tensor scale, Tensor global_scale, "
             "str scale_layout='swizzled', ScalarType dtype=bfloat16, str? backend=None) -> Tensor")
 # Same argument contract as vLLM's cutlass_scaled_fp4_mm (swizzled e4m3 scales, alpha = 1/(gs_a*gs_b)).
@@ -74,6 +80,7 @@ def _entry(name):
 
 
 quantize = _entry("quantize")
+quantize_computed_scale = _entry("quantize_computed_scale")
 dequantize = _entry("dequantize")
 gemm = _entry("gemm")
 gemm_w4a16 = _entry("gemm_w4a16")
@@ -94,6 +101,19 @@ def _quantize_fake(x, global_scale, scale_layout="swizzled", backend=None):
     shape = swizzled_shape(rows, cols // BLOCK) if scale_layout == "swizzled" else \
         (rows, cols // BLOCK)
     return data, x.new_empty(shape, dtype=torch.float8_e4m3fn)
+
+
+@torch.library.register_fake("nvfp4::quantize_computed_scale")
+def _quantize_computed_scale_fake(x, scale_layout="swizzled", weight_alpha=None, backend=None):
+    check.quantize_computed_scale_args(x, scale_layout, weight_alpha)
+    rows, cols = x.shape
+    data = x.new_empty((rows, cols // 2), dtype=torch.uint8)
+    shape = swizzled_shape(rows, cols // BLOCK) if scale_layout == "swizzled" else \
+        (rows, cols // BLOCK)
+    alpha = x.new_empty((0,), dtype=torch.float32) if weight_alpha is None else \
+        torch.empty_like(weight_alpha)
+    return (data, x.new_empty(shape, dtype=torch.float8_e4m3fn),
+            x.new_empty((), dtype=torch.float32), alpha)
 
 
 @torch.library.register_fake("nvfp4::dequantize")

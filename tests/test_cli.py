@@ -43,8 +43,9 @@ def test_bench_writes_rows(tmp_path, capsys):
     (["--shapes", "3x32"], "error: --shapes: expected MxNxK, got '3x32'"),
     (["--shapes", "8x128x100"], "error: --shapes: K must be a multiple of 16"),
     (["--ops", "quantize,nope"], "error: --ops: unknown ['nope']"),
-    (["--backend", "cutlass", "--shapes", "2x16x16"], "error: quantize: backend='cutlass' "
-                                                      "cannot run on cpu"),
+    # (the first call quantizes with a computed global scale: the quantize_computed_scale op)
+    (["--backend", "cutlass", "--shapes", "2x16x16"],
+     "error: quantize_computed_scale: backend='cutlass' cannot run on cpu"),
 ])
 def test_bench_errors_are_one_line(args, message, capsys):
     assert main(["bench", "--device", "cpu", *args]) == 2

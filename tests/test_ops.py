@@ -35,6 +35,8 @@ def sample_args(device):
     return {
         "quantize": [((x, qa.global_scale, "swizzled"), ALL_TESTS),
                      ((x, qa.global_scale, "linear"), ALL_TESTS)],
+        "quantize_computed_scale": [((x, "swizzled"), ALL_TESTS),
+                                    ((x, "linear", alpha), ALL_TESTS)],
         "dequantize": [((qa.data, u8(qa.scale), qa.global_scale, "swizzled", torch.float16),
                         ALL_TESTS),
                        ((wl.data, wl.scale, wl.global_scale, "linear", torch.float32), NO_SCHEMA)],
@@ -52,7 +54,8 @@ def sample_args(device):
     }
 
 
-@pytest.mark.parametrize("op", ["quantize", "dequantize", "gemm", "gemm_w4a16",
+@pytest.mark.parametrize("op", ["quantize", "quantize_computed_scale", "dequantize", "gemm",
+                                "gemm_w4a16",
                                 "kv_cache_write", "kv_cache_gather"])
 def test_opcheck(op, device):
     for args, tests in sample_args(device)[op]:
@@ -68,6 +71,8 @@ def test_fake_kernels_give_shapes_without_running():
         data, scale = torch.ops.nvfp4.quantize(x, torch.empty(()), "swizzled")
         assert data.shape == (150, 48) and scale.shape == (256, 8)
         assert scale.dtype == torch.float8_e4m3fn
+        outs = torch.ops.nvfp4.quantize_computed_scale(x, "linear", torch.empty(40))
+        assert [tuple(t.shape) for t in outs] == [(150, 48), (150, 6), (), (40,)]
         out = torch.ops.nvfp4.gemm(data, data[:40], scale, torch.empty(128, 8, dtype=scale.dtype),
                                    torch.empty(1), torch.float16)
         assert out.shape == (150, 40) and out.dtype == torch.float16

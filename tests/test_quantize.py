@@ -205,6 +205,35 @@ def test_empty_inputs_work(shape):
         assert nk.dequantize(q).shape == x.shape
 
 
+def test_computed_scale_op_gives_the_reference_outputs_and_the_gemm_alpha():
+    """nvfp4::quantize_computed_scale (what nk.quantize(x) and the dynamic NVFP4Linear call):
+    reference.quantize(x) bit for bit, and alpha = weight_alpha / gs elementwise."""
+    x = torch.randn(7, 48, dtype=torch.bfloat16) * 3
+    x[2, 5] = math.nan
+    wa = torch.rand(12) + 0.5
+    data, scale, gs, alpha = torch.ops.nvfp4.quantize_computed_scale(x, "linear", wa)
+    want_data, want_scale, want_gs = ref.quantize(x, None, "linear")
+    assert_same_codes(data, want_data)
+    assert_same_bits(scale, want_scale)
+    assert_same_bits(gs.reshape(1), want_gs.reshape(1))
+    assert_same_bits(alpha, wa / want_gs)
+    no_alpha = torch.ops.nvfp4.quantize_computed_scale(x, "swizzled")[3]
+    assert no_alpha.shape == (0,) and no_alpha.dtype == torch.float32
+    q = nk.quantize(x, scale_layout="linear")
+    assert_same_codes(q.data, want_data)
+    assert_same_bits(q.global_scale.reshape(1), want_gs.reshape(1))
+
+
+@pytest.mark.parametrize("weight_alpha,error,match", [
+    (torch.ones(1, dtype=torch.float64), TypeError, "weight_alpha: dtype"),
+    (torch.ones(0), ValueError, "weight_alpha: expected at least 1 element"),
+    (torch.ones(4, 2).t(), ValueError, "weight_alpha: must be contiguous"),
+])
+def test_computed_scale_op_names_a_bad_weight_alpha(weight_alpha, error, match):
+    with pytest.raises(error, match=match):
+        torch.ops.nvfp4.quantize_computed_scale(torch.zeros(2, 16), "linear", weight_alpha)
+
+
 def test_given_global_scale_is_used_as_is():
     x = torch.randn(4, 32)
     q = nk.quantize(x, torch.tensor(100.0))

@@ -19,8 +19,8 @@ import torch
 from nvfp4_kernels import _extension
 from nvfp4_kernels.backends import registry
 
-OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather"})
+OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+                 "kv_cache_write", "kv_cache_gather"})
 
 # Largest token count the decode GEMM takes. Past it the weight decode is amortised over enough
 # tokens that the Triton tensor-core tiles win (crossover measured in docs/performance.md).
@@ -45,6 +45,18 @@ def _c():
 
 def quantize(x, global_scale, scale_layout):
     return _c().quantize(x, global_scale, scale_layout == "swizzled")
+
+
+def why_unsupported(op: str, dtypes: tuple) -> str | None:
+    """An extension built before quantize_computed_scale existed lacks it (cached choice)."""
+    if op == "quantize_computed_scale" and not hasattr(_c(), "quantize_computed_scale"):
+        return ("cuda backend: this build of the extension has no quantize_computed_scale "
+                "(rebuild it, docs/building.md)")
+    return None
+
+
+def quantize_computed_scale(x, scale_layout, weight_alpha):
+    return _c().quantize_computed_scale(x, scale_layout == "swizzled", weight_alpha)
 
 
 def dequantize(data, scale, global_scale, scale_layout, dtype):

@@ -18,7 +18,7 @@ import torch
 from nvfp4_kernels import _extension
 from nvfp4_kernels.backends import cuda, registry
 
-OPS = frozenset({"gemm", "quantize"})
+OPS = frozenset({"gemm", "quantize", "quantize_computed_scale"})
 _GEMM_ARCH = {10: ("sm_100a", "HAS_GEMM_SM100", "gemm_sm100"),
               12: ("sm_120a", "HAS_GEMM_SM120", "gemm_sm120")}
 
@@ -59,6 +59,8 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
 # The quantize of this backend *is* the cuda backend's kernel (one implementation): built for
 # sm_100a/sm_120a it converts to E2M1 in hardware, which is why the cutlass backend lists it.
 quantize = cuda.quantize
+quantize_computed_scale = cuda.quantize_computed_scale
+why_unsupported = cuda.why_unsupported
 
 
 def get(op: str):

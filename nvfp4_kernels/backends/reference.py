@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from nvfp4_kernels import _global_scale
 from nvfp4_kernels import reference as ref
 
-OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather", "attention_decode"})
+OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+                 "kv_cache_write", "kv_cache_gather", "attention_decode"})
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -21,6 +22,11 @@ def why_unavailable(device: torch.device) -> str | None:
 def quantize(x, global_scale, scale_layout):
     data, scale, _ = ref.quantize(x, global_scale, scale_layout)
     return data, scale
+
+
+def quantize_computed_scale(x, scale_layout, weight_alpha):
+    data, scale, gs = ref.quantize(x, None, scale_layout)
+    return data, scale, gs, _global_scale.gemm_alpha(weight_alpha, gs)
 
 
 def dequantize(data, scale, global_scale, scale_layout, dtype):

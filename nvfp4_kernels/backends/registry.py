@@ -32,8 +32,8 @@ import torch
 # reference runs everywhere and comes last, so on a GPU it is chosen only when no kernel backend
 # implements the op.
 BACKEND_NAMES = ("cutlass", "cuda", "triton", "reference")
-OP_NAMES = ("quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write", "kv_cache_gather",
-            "attention_decode")
+OP_NAMES = ("quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+            "kv_cache_write", "kv_cache_gather", "attention_decode")
 ENV_VAR = "NVFP4_BACKEND"
 
 # Automatic order per op, and optionally per (op, GPU major version): (op, major) entries win
@@ -49,6 +49,10 @@ ENV_VAR = "NVFP4_BACKEND"
 # GEMM orders are the defaults (cutlass first where it can run); extend this table per arch.
 ORDER = {
     "quantize": ("triton", "cutlass", "cuda", "reference"),
+    # quantize_computed_scale: the amax pass and the quantize are two launches from one C++ call
+    #   in the cuda backend; the triton one is a fill, two Triton launches and a division from
+    #   Python. cuda first, for the per-call cost (docs/serving.md); bandwidth: pending.
+    "quantize_computed_scale": ("cuda", "triton", "reference"),
     "dequantize": ("cuda", "triton", "reference"),
     "kv_cache_write": ("triton", "cuda", "reference"),
     "kv_cache_gather": ("triton", "cuda", "reference"),

@@ -58,6 +58,22 @@ def _quantize(name):
         assert_same_bits(scale, want_scale)
 
 
+def _quantize_computed_scale(name):
+    x = _activations(37, 96, 3)
+    x[5, 9] = float("inf")  # ignored by the global scale; its block gets scale 448
+    x[7, 20] = float("nan")  # ignored too; its block gets the e4m3 NaN scale and zero codes
+    weight_alpha = torch.rand(40) + 0.5
+    for layout in ("swizzled", "linear"):
+        _poison_allocator()
+        data, scale, gs, alpha = torch.ops.nvfp4.quantize_computed_scale(
+            x.cuda(), layout, weight_alpha.cuda(), backend=name)
+        want_data, want_scale, want_gs = ref.quantize(x, None, layout)
+        assert_same_codes(data, want_data)
+        assert_same_bits(scale, want_scale)
+        assert_same_bits(gs.reshape(1), want_gs.reshape(1))
+        assert_same_bits(alpha, weight_alpha / want_gs)
+
+
 def _dequantize(name):
     for layout in ("swizzled", "linear"):
         data, scale, gs = ref.quantize(_activations(37, 96, 2, torch.float32), None, layout)
@@ -139,6 +155,8 @@ def test_op_on_backend_matches_the_reference(op, name):
     _run_on(name, op)
     if op == "quantize":
         _quantize(name)
+    elif op == "quantize_computed_scale":
+        _quantize_computed_scale(name)
     elif op == "dequantize":
         _dequantize(name)
     elif op in ("gemm", "gemm_w4a16"):

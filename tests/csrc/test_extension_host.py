@@ -145,3 +145,19 @@ def test_decode_gemm_entry_point():
         with pytest.raises(RuntimeError, match="needs an extension built with an SM80-SM90 "
                                                "target"):
             C.gemm_decode(*args)
+
+
+def test_quantize_computed_scale_checks_arguments_then_requires_cuda():
+    """Shape and dtype errors name the argument before the CUDA requirement is checked."""
+    x = torch.zeros(2, 16)
+    cases = [((torch.zeros(2, 24), True), "x: the last dim must be a multiple of 16"),
+             ((torch.zeros(2, 16, dtype=torch.int32), True), "x: dtype must be one of"),
+             ((torch.zeros(16), True), "x: expected a 2-D tensor"),
+             ((x, True, torch.ones(1, dtype=torch.float64)), "weight_alpha: must be float32"),
+             ((x, True, torch.ones(0)), "weight_alpha: expected at least 1 element"),
+             ((x, False, torch.ones(4, 2).t()), "weight_alpha: must be contiguous"),
+             ((x, True, torch.ones(1)), "x: must be a CUDA tensor"),
+             ((x, True), "x: must be a CUDA tensor")]
+    for args, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            C.quantize_computed_scale(*args)

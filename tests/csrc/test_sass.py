@@ -31,6 +31,8 @@ SM100_FP4_MMA = re.compile(r"\bUTCOMMA(\.2CTA)?\.4X\b")
 HW_E2M1 = re.compile(r"\bF2FP\.SATFINITE\.E2M1\.F32\.PACK_AB_MERGE_C\b")
 GEMM_CONFIGS_PER_ARCH = 3
 QUANTIZE = "15quantize_kernel"  # mangled name; a plain "quantize_kernel" also matches dequantize
+COMPUTED_SCALE_QUANTIZE = "30quantize_computed_scale_kernel"
+AMAX = "11amax_kernel"
 
 
 def _cuobjdump() -> str:
@@ -100,9 +102,10 @@ def test_sm100_gemm_uses_tcgen05_block_scaled_fp4_mma():
     assert forms == {"", ".2CTA"}, f"expected 1-SM and 2-SM MMA forms, got {forms}"
 
 
+@pytest.mark.parametrize("marker", [QUANTIZE, COMPUTED_SCALE_QUANTIZE])
 @pytest.mark.parametrize("arch", ["sm_100a", "sm_120a"])
-def test_blackwell_quantize_uses_hardware_e2m1(arch):
-    kernels = _functions(arch, QUANTIZE)
+def test_blackwell_quantize_uses_hardware_e2m1(arch, marker):
+    kernels = _functions(arch, marker)
     assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         n = len(HW_E2M1.findall(sass))
@@ -114,6 +117,22 @@ def test_sm90_quantize_uses_bit_manipulation():
     assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
+
+
+def test_sm90_computed_scale_kernels_vectorized_one_atomic_no_spills():
+    """csrc/include/nvfp4/quantize.cuh, computed global scale: the amax pass uses 16-byte loads
+    in its vector variants and sends one atomic max per block; neither kernel spills."""
+    amax = _functions("sm_90a", AMAX)
+    assert len(amax) == 6, sorted(amax)  # bf16, fp16, fp32 inputs x vector/scalar loads
+    for name, sass in amax.items():
+        assert ("LDG.E.128" in sass) == ("Lb1E" in name), f"{name}: 16-byte loads iff VEC"
+        assert len(re.findall(r"\bREDG\.E\.MAX\b", sass)) == 1, f"{name}: one atomic per block"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+    quantize = _functions("sm_90a", COMPUTED_SCALE_QUANTIZE)
+    assert len(quantize) == 6, sorted(quantize)
+    for name, sass in quantize.items():
+        assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
 
 
 def test_gemm_kernels_only_in_their_arch():

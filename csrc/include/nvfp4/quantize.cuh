@@ -40,15 +40,15 @@ __device__ __forceinline__ void load_block(const T* __restrict__ in, float (&v)[
   }
 }
 
-// Grid: one thread per scale slot, padding slots included (they are written as zero so the
-// swizzled output never holds stale memory). Consecutive threads own consecutive blocks of a
-// row, so a warp reads 32 * 16 contiguous elements.
-template <class T, bool VEC = false>
-__global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict__ global_scale,
-                                uint8_t* __restrict__ data, uint8_t* __restrict__ scale,
-                                QuantizeShape s) {
-  const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (slot >= s.scale_rows * s.scale_cols) return;
+// The work of one scale slot (slot = r * scale_cols + c): its 16 inputs -> 8 packed bytes and one
+// e4m3 scale. Padding slots (swizzled layout) are written as zero so the swizzled output never
+// holds stale memory. `global_scale()` is called after the loads are issued, so the scale's own
+// load overlaps them.
+template <bool VEC, class T, class GlobalScale>
+__device__ __forceinline__ void quantize_slot(const T* __restrict__ x, int64_t slot,
+                                              uint8_t* __restrict__ data,
+                                              uint8_t* __restrict__ scale,
+                                              const QuantizeShape& s, GlobalScale global_scale) {
   const int64_t r = slot / s.scale_cols, c = slot % s.scale_cols;
   if (r >= s.rows || c * kBlock >= s.cols) {
     scale[scale_index(s, r, c)] = 0;
@@ -58,11 +58,18 @@ __global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict
   float v[kBlock];
   load_block<VEC>(in, v);
   float amax = 0.0f;
+  bool nan = false;
 #pragma unroll
-  for (int i = 0; i < kBlock; ++i) amax = fmaxf(amax, fabsf(v[i]));
-  const float gs = *global_scale;
+  for (int i = 0; i < kBlock; ++i) {
+    amax = fmaxf(amax, fabsf(v[i]));
+    nan |= v[i] != v[i];
+  }
+  const float gs = global_scale();
   // s = e4m3(min(gs * (amax * (1/6)), 448)); __fmul_rn keeps each product a separate rounding.
-  const float scaled = fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
+  // A NaN in the block makes s the e4m3 NaN (0x7F), as the reference's amax and clamp propagate
+  // it (fmaxf/fminf would drop it); then inv is NaN and every code 0 (docs/format.md).
+  const float scaled = nan ? __int_as_float(0x7fffffff)
+                           : fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
   const uint8_t s8 = e4m3_from_float(scaled);
   const float s32 = e4m3_to_float(s8);
   // inv = 1 / (s * (1/gs)), both reciprocals IEEE round-to-nearest as the reference divides.
@@ -83,6 +90,129 @@ __global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict
     for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(packed[i / 4] >> ((i % 4) * 8));
   }
   scale[scale_index(s, r, c)] = s8;
+}
+
+// Grid: one thread per scale slot, padding slots included. Consecutive threads own consecutive
+// blocks of a row, so a warp reads 32 * 16 contiguous elements.
+template <class T, bool VEC = false>
+__global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict__ global_scale,
+                                uint8_t* __restrict__ data, uint8_t* __restrict__ scale,
+                                QuantizeShape s) {
+  const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (slot >= s.scale_rows * s.scale_cols) return;
+  quantize_slot<VEC>(x, slot, data, scale, s, [&] { return *global_scale; });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantize with a global scale computed from x (reference.global_scale): two launches, no host
+// round trip. amax_kernel folds max |x| over the finite elements into one word; the quantize
+// kernel then derives the global scale from that word in every thread (the same few float32
+// operations, so every thread gets the same bits) and its first block also writes the scale
+// and the W4A4 GEMM's alpha out. Maximum is exact and order-free: the result does not depend on
+// how the grid is split or in which order blocks finish.
+// ---------------------------------------------------------------------------------------------
+
+// |v| for finite v, else 0: NaN and +-inf are ignored (NaN < inf is false, inf < inf too).
+__device__ __forceinline__ float finite_magnitude(float v) {
+  const float a = fabsf(v);
+  return a < __int_as_float(0x7f800000) ? a : 0.0f;  // +inf
+}
+
+// Maximum of `best` over the thread block, in thread 0; every thread of the block must call it.
+__device__ __forceinline__ float block_max(float best) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+    best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, off));
+  __shared__ float warp_max[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_max[warp] = best;
+  __syncthreads();
+  best = 0.0f;
+  if (warp == 0) {
+    best = lane < static_cast<int>(blockDim.x >> 5) ? warp_max[lane] : 0.0f;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+      best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, off));
+  }
+  return best;  // valid in thread 0
+}
+
+// amax_bits: one zeroed word. Each block walks x in a grid-stride loop (VEC: 16-byte loads, four
+// in flight per thread) and folds its maximum in with atomicMax on the float's bits, which for
+// non-negative floats order exactly as the floats do. blockDim.x: a multiple of 32, <= 1024.
+template <class T, bool VEC>
+__global__ void amax_kernel(const T* __restrict__ x, int64_t numel,
+                            unsigned int* __restrict__ amax_bits) {
+  float best = 0.0f;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t tail = 0;  // elements before the tail handled by the scalar loop
+  if constexpr (VEC) {
+    constexpr int kPer = 16 / static_cast<int>(sizeof(T));
+    const int64_t vectors = numel / kPer;
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    int64_t j = first;
+    for (; j + 3 * stride < vectors; j += 4 * stride) {
+      uint4 u[4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) u[q] = xv[j + q * stride];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const T* e = reinterpret_cast<const T*>(&u[q]);
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) best = fmaxf(best, finite_magnitude(to_float(e[k])));
+      }
+    }
+    for (; j < vectors; j += stride) {
+      const uint4 u = xv[j];
+      const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) best = fmaxf(best, finite_magnitude(to_float(e[k])));
+    }
+    tail = vectors * kPer;
+  }
+  for (int64_t j = tail + first; j < numel; j += stride)
+    best = fmaxf(best, finite_magnitude(to_float(x[j])));
+  best = block_max(best);
+  if (threadIdx.x == 0 && best > 0.0f) atomicMax(amax_bits, __float_as_uint(best));
+}
+
+// reference.global_scale from the finite amax: min(2688 / amax, FLT_MAX) with an IEEE division,
+// 1 when amax is 0 (all zero, empty, or nothing finite).
+__device__ __forceinline__ float global_scale_from_amax(float amax) {
+  if (amax == 0.0f) return 1.0f;
+  return fminf(__fdiv_rn(448.0f * 6.0f, amax), 3.40282346638528859812e38f);
+}
+
+// The outputs beside data and scale: the global scale (0-dim) and, when alpha_n > 0,
+// alpha[j] = weight_alpha[j] / global_scale (the W4A4 GEMM's alpha, as torch divides: IEEE).
+struct ComputedScaleOut {
+  const unsigned int* amax_bits;
+  float* global_scale;
+  const float* weight_alpha;
+  float* alpha;
+  int64_t alpha_n;
+};
+
+// Grid: as quantize_kernel, at least one block (block 0 writes the global scale and alpha even
+// when x is empty). Blocks take the slots from the last one down: the amax pass walked x front
+// to back, so x's tail is what L2 still holds when this kernel starts, and the blocks that run
+// first read it from there (as the Triton quantize does after its amax pass).
+template <class T, bool VEC = false>
+__global__ void quantize_computed_scale_kernel(const T* __restrict__ x,
+                                               uint8_t* __restrict__ data,
+                                               uint8_t* __restrict__ scale, QuantizeShape s,
+                                               ComputedScaleOut o) {
+  const float gs = global_scale_from_amax(__uint_as_float(*o.amax_bits));
+  if (blockIdx.x == 0) {
+    if (threadIdx.x == 0) *o.global_scale = gs;
+    for (int64_t j = threadIdx.x; j < o.alpha_n; j += blockDim.x)
+      o.alpha[j] = __fdiv_rn(o.weight_alpha[j], gs);
+  }
+  const int64_t block = static_cast<int64_t>(gridDim.x) - 1 - blockIdx.x;
+  const int64_t slot = block * blockDim.x + threadIdx.x;
+  if (slot >= s.scale_rows * s.scale_cols) return;
+  quantize_slot<VEC>(x, slot, data, scale, s, [&] { return gs; });
 }
 
 }  // namespace nvfp4

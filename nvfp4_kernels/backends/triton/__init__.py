@@ -14,12 +14,13 @@ import torch
 
 from nvfp4_kernels.backends import registry
 
-OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
-                 "kv_cache_gather", "attention_decode"})
+OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
+                 "kv_cache_write", "kv_cache_gather", "attention_decode"})
 
 # op -> (submodule, function); submodules import triton, so they load on first use only.
 _IMPLS = {
     "quantize": ("quantize", "quantize"),
+    "quantize_computed_scale": ("quantize", "quantize_computed_scale"),
     "dequantize": ("dequantize", "dequantize"),
     "gemm": ("gemm", "gemm"),
     "gemm_w4a16": ("gemm", "gemm_w4a16"),

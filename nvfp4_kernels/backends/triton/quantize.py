@@ -13,7 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from nvfp4_kernels.backends.triton import _bits
+from nvfp4_kernels import _global_scale
+from nvfp4_kernels.backends.triton import _bits, amax
 from nvfp4_kernels.backends.triton._launch import grid_device, launch
 from nvfp4_kernels.layout import BLOCK, swizzled_shape
 
@@ -50,6 +51,11 @@ def _quantize_kernel(x_ptr, gs_ptr, data_ptr, scale_ptr, R, C, SROWS, SCOLS, SCP
     gs = tl.load(gs_ptr)
     amax = tl.max(tl.abs(x), axis=2)
     s_code, s32 = _bits.e4m3_rne(tl.minimum(gs * (amax * 0.16666666666666666), 448.0))
+    # A NaN in a block makes its scale the e4m3 NaN (0x7F), so inv is NaN and every code 0, as
+    # the reference's amax and clamp propagate it (tl.max and tl.minimum may drop a NaN).
+    nan_block = tl.max((x != x).to(tl.int32), axis=2) > 0
+    s_code = tl.where(nan_block, 0x7F, s_code)
+    s32 = tl.where(nan_block, float("nan"), s32)
     # inv = 0 if s == 0 else 1 / (s * (1/gs)), IEEE divisions.
     inv_gs = tl.math.div_rn(tl.full([], 1.0, tl.float32), gs)
     denom = s32 * inv_gs
@@ -99,4 +105,12 @@ def quantize(x, global_scale, scale_layout, *, out=None, config=None):
     return data, scale
 
 
-__all__ = ["quantize"]
+def quantize_computed_scale(x, scale_layout, weight_alpha):
+    """The global scale from x (amax.global_scale: one fill, one launch), then quantize with it;
+    alpha = weight_alpha / gs (one division), empty without a weight_alpha."""
+    gs = amax.global_scale(x)
+    data, scale = quantize(x, gs, scale_layout)
+    return data, scale, gs, _global_scale.gemm_alpha(weight_alpha, gs)
+
+
+__all__ = ["quantize", "quantize_computed_scale"]

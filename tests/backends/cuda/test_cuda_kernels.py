@@ -54,6 +54,78 @@ def test_quantize_bit_exact(rows, cols, dtype, layout):
         assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
 
 
+def _check_computed_scale(x, layout, weight_alpha=None):
+    """quantize_computed_scale on the GPU against reference.quantize(x) (its own global scale):
+    codes, block scales and the global scale bit for bit; alpha = weight_alpha / gs as torch
+    divides."""
+    _poison_allocator()
+    wa = None if weight_alpha is None else weight_alpha.cuda()
+    data, scale, gs, alpha = torch.ops.nvfp4.quantize_computed_scale(x.cuda(), layout, wa,
+                                                                     backend="cuda")
+    want_data, want_scale, want_gs = ref.quantize(x, None, layout)
+    assert gs.shape == () and gs.dtype == torch.float32
+    assert torch.equal(_bits(gs.cpu()), _bits(want_gs)), (gs.item(), want_gs.item())
+    assert_same_codes(data, want_data)
+    assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
+    if weight_alpha is None:
+        assert alpha.shape == (0,)
+    else:
+        assert torch.equal(_bits(alpha.cpu()), _bits(weight_alpha / want_gs))
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 16), (3, 48), (130, 64), (257, 1040), (2048, 4096)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_quantize_computed_scale_bit_exact(rows, cols, dtype, layout):
+    """The largest shape spreads the amax pass over many blocks (atomics from every SM)."""
+    x = _inputs(rows, cols, dtype, rows + cols)
+    _check_computed_scale(x, layout)
+    _check_computed_scale(x, layout, torch.rand(1) + 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_quantize_computed_scale_special_inputs(dtype):
+    """All zero (gs 1), non-finite elements (ignored by the global scale; a NaN block gets the
+    e4m3 NaN scale and zero codes, an infinite one scale 448), nothing finite (gs 1), a subnormal
+    amax (2688/amax overflows: clamped to FLT_MAX), the amax in the last element."""
+    base = torch.randn(5, 64).to(dtype)
+    cases = [torch.zeros(5, 64, dtype=dtype)]
+    x = base.clone()
+    x[1, 3], x[2, 40], x[4, 63] = float("nan"), float("inf"), -float("inf")
+    cases.append(x)
+    cases.append(torch.full((2, 32), float("nan"), dtype=dtype))
+    cases.append(torch.full((3, 16), 1e-38).to(dtype))
+    x = base.clone()
+    x[4, 63] = 1e4
+    cases.append(x)
+    for x in cases:
+        for layout in ("swizzled", "linear"):
+            _check_computed_scale(x, layout, torch.rand(48) + 0.5)
+            # the same blocks with a given scale (the kernels share the per-block code)
+            gs = torch.tensor(100.0)
+            data, scale = torch.ops.nvfp4.quantize(x.cuda(), gs.cuda(), layout, backend="cuda")
+            want_data, want_scale, _ = ref.quantize(x, gs, layout)
+            assert_same_codes(data, want_data)
+            assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
+
+
+def test_quantize_computed_scale_unaligned_and_empty():
+    """A view 2 bytes into its storage takes the scalar-load kernels; empty inputs still give
+    gs = 1 and alpha."""
+    buf = torch.randn(3 * 64 + 1).bfloat16()
+    x = buf[1:].view(3, 64)
+    gs_data = torch.ops.nvfp4.quantize_computed_scale(buf.cuda()[1:].view(3, 64), "linear",
+                                                      backend="cuda")
+    want = ref.quantize(x, None, "linear")
+    assert_same_codes(gs_data[0], want[0])
+    assert torch.equal(gs_data[2].cpu(), want[2])
+    for shape in ((0, 32), (4, 0), (0, 0)):
+        x = torch.zeros(shape, dtype=torch.bfloat16)
+        wa = torch.tensor([0.25])
+        for layout in ("swizzled", "linear"):
+            _check_computed_scale(x, layout, wa)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
 def test_dequantize_bit_exact(dtype, layout):

@@ -64,6 +64,31 @@ def test_quantize_ties_bit_exact(layout, dtype, device, gen):
     _check_quantize(x, torch.tensor(1e6, device=device), layout, device)
 
 
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+@pytest.mark.filterwarnings("ignore:All-NaN slice")  # the interpreter's reduction of a NaN block
+def test_non_finite_blocks_bit_exact(layout, device, gen):
+    """A NaN block gets the e4m3 NaN scale (0x7F) and zero codes, an infinite one scale 448, as
+    the reference does (docs/format.md, "Non-finite and extreme input")."""
+    x = torch.randn(5, 64, generator=gen)
+    x[1, 3], x[2, 40], x[4, 63], x[0, 16:32] = float("nan"), float("inf"), -float("inf"), \
+        float("nan")
+    _check_quantize(x.to(device), torch.tensor(100.0, device=device), layout, device)
+
+
+
+
+@pytest.mark.parametrize("layout", ["swizzled", "linear"])
+def test_quantize_computed_scale_bit_exact(layout, device, gen):
+    """The triton backend's computed-scale quantize (amax pass, quantize, alpha division)."""
+    x = (torch.randn(9, 64, generator=gen) * 10).to(torch.bfloat16)
+    x[3, 7] = float("inf")
+    wa = torch.rand(5, generator=gen) + 0.5
+    data, scale, gs, alpha = torch.ops.nvfp4.quantize_computed_scale(
+        x.to(device), layout, wa.to(device), backend="triton")
+    want_data, want_scale, want_gs = ref.quantize(x, None, layout)
+    assert_same_codes(data, want_data)
+    assert torch.equal(scale.view(torch.uint8).cpu(), want_scale.view(torch.uint8))
+    assert torch.equal(gs.cpu(), want_gs) and torch.equal(alpha.cpu(), wa / want_gs)
 
 
 def test_public_path(device, gen):
