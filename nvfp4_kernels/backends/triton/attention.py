@@ -93,6 +93,18 @@ def choose_splits(batch: int, kv_heads: int, row_blocks: int, max_keys: int,
     return max(1, min(want, most))
 
 
+# One word of four e4m3 bytes -> four fp16 (bytes 0..3, little-endian), by the SM89+ instruction.
+_E4M3X4_TO_F16_PTX = tl.constexpr("""{
+    .reg .b16 lo, hi;
+    .reg .b32 f01, f23;
+    mov.b32 {lo, hi}, $4;
+    cvt.rn.f16x2.e4m3x2 f01, lo;
+    cvt.rn.f16x2.e4m3x2 f23, hi;
+    mov.b32 {$0, $1}, f01;
+    mov.b32 {$2, $3}, f23;
+}""")
+
+
 @triton.jit
 def _decode_codes(code, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr):
     """e4m3 bytes -> fp16 (value, or value * 2**-8 by bits), or fp32 for the interpreter."""
@@ -107,14 +119,51 @@ def _decode_codes(code, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _byte_fp16(word, i: tl.constexpr):
+    """Byte i of int32 words, decoded by moving its bits into fp16 positions (value * 2**-8)."""
+    c = ((word >> (8 * i)) & 0xFF).to(tl.int16)
+    return (((c & 0x80) << 8) | ((c & 0x7F) << 7)).to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def _decode_words(words, ROWS: tl.constexpr, COLS: tl.constexpr, HW_CVT: tl.constexpr,
+                  DOT_F32: tl.constexpr):
+    """int32 words [ROWS, COLS // 4] of e4m3 codes -> fp16 [ROWS, COLS] in memory order.
+
+    Why words: decoded from bytes, Triton moves the tile's layout change (to the MMA operand
+    layout) before the decode, onto the 8-bit codes, and reads the transposed V operand from
+    shared memory one byte per instruction (LDS.U8: 128 per thread and 64-key step at head_dim
+    256, the kernel's largest instruction count). The four values of a word come out of one
+    conversion and are interleaved by join + reshape, which the layout change cannot cross:
+    it then moves fp16 with 16-byte stores and ldmatrix."""
+    if HW_CVT:
+        b0, b1, b2, b3 = tl.inline_asm_elementwise(
+            _E4M3X4_TO_F16_PTX, "=h,=h,=h,=h,r", [words], dtype=(tl.float16,) * 4,
+            is_pure=True, pack=1)
+    else:
+        b0 = _byte_fp16(words, 0)
+        b1 = _byte_fp16(words, 1)
+        b2 = _byte_fp16(words, 2)
+        b3 = _byte_fp16(words, 3)
+    # join(join(b0, b2), join(b1, b3))[r, w, i, j] = b[2i + j]: row-major order b0 b1 b2 b3.
+    v = tl.reshape(tl.join(tl.join(b0, b2), tl.join(b1, b3)), (ROWS, COLS))
+    if DOT_F32:
+        v = v.to(tl.float32)
+    return v
+
+
+@triton.jit
 def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, out_ptr,
-                   acc_ws, ml_ws, qk_scale, v_fold, Q_LEN, HQ, HKV, ROW_STRIDE, TABLE_STRIDE,
+                   acc_ws, ml_ws, qk_scale, v_fold, Q_LEN, HQ, HKV, ROW_STRIDE, ROW_WORDS,
+                   TABLE_STRIDE,
                    TABLE_COLS, NUM_BLOCKS, WINDOW, SPLITS,
                    GROUP: tl.constexpr, BLOCK_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_R: tl.constexpr,
+                   BLOCK_N: tl.constexpr,
                    ROW_BLOCKS: tl.constexpr, SINGLE: tl.constexpr, K_PER_HEAD: tl.constexpr,
                    V_PER_HEAD: tl.constexpr, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr,
-                   HAS_WINDOW: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+                   HAS_WINDOW: tl.constexpr, BF16_BY_BITS: tl.constexpr,
+                   WORDS: tl.constexpr):
     pid = tl.program_id(0)
     split = tl.program_id(1)
     rb = pid % ROW_BLOCKS
@@ -163,6 +212,9 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
     l_i = tl.zeros([BLOCK_R], tl.float32)
     acc = tl.zeros([BLOCK_R, BLOCK_D], tl.float32)
     head_off = h.to(tl.int64) * HEAD_DIM
+    head_off_w = h.to(tl.int64) * (HEAD_DIM // 4)
+    w = tl.arange(0, BLOCK_W)
+    w_ok = w < HEAD_DIM // 4
     n = tl.arange(0, BLOCK_N)
     for n0 in range(start, end, BLOCK_N):
         pos = n0 + n
@@ -172,11 +224,19 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
         ok = in_range & (block >= 0) & (block < NUM_BLOCKS)
         # Rows of keys that are not `ok` may point anywhere: their loads are masked. (Clamping
         # them with tl.where would hide the 16-byte alignment from Triton: byte loads.)
-        row = (block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE) * ROW_STRIDE + head_off
-        offs = row[:, None] + d[None, :]
-        kv_mask = ok[:, None] & d_ok[None, :]
-        k = _decode_codes(tl.load(kc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
-        v = _decode_codes(tl.load(vc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
+        slot = block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE
+        if WORDS:  # 16-byte loads of int32 words, decoded by _decode_words (see there why)
+            offs_w = (slot * ROW_WORDS + head_off_w)[:, None] + w[None, :]
+            w_mask = ok[:, None] & w_ok[None, :]
+            k = _decode_words(tl.load(kc_ptr.to(tl.pointer_type(tl.int32)) + offs_w,
+                                      mask=w_mask, other=0), BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
+            v = _decode_words(tl.load(vc_ptr.to(tl.pointer_type(tl.int32)) + offs_w,
+                                      mask=w_mask, other=0), BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
+        else:
+            offs = (slot * ROW_STRIDE + head_off)[:, None] + d[None, :]
+            kv_mask = ok[:, None] & d_ok[None, :]
+            k = _decode_codes(tl.load(kc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
+            v = _decode_codes(tl.load(vc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
 
         s = tl.dot(q, tl.trans(k)) * score_scale
         allowed = ok[None, :] & (pos[None, :] <= q_pos[:, None])
@@ -277,19 +337,22 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
         acc_ws = ml_ws = out  # unused (the SPLITS == 1 branch is compiled out)
     kc = key_cache.view(torch.uint8)
     vc = kc if value_cache is None else value_cache.view(torch.uint8)
+    # Word (int32) loads need 4-byte aligned rows: head_dim % 4 and aligned base pointers.
+    words = dim % 4 == 0 and kc.data_ptr() % 4 == 0 and vc.data_ptr() % 4 == 0
     ks = k_scale.reshape(-1).float()
     vs = (k_scale if value_cache is None and v_scale is None else v_scale).reshape(-1).float()
     grid = (batch * hkv * row_blocks, num_splits)
     with grid_device(q):
         _decode_kernel[grid](
             q, kc, vc, block_table, seq_lens, ks, vs, out, acc_ws, ml_ws,
-            float(sm_scale) * LOG2E * fold, fold, q_len, hq, hkv, hkv * dim,
+            float(sm_scale) * LOG2E * fold, fold, q_len, hq, hkv, hkv * dim, hkv * dim // 4,
             block_table.stride(0), block_table.shape[1], num_blocks, int(window), num_splits,
             GROUP=group, BLOCK_SIZE=block_size, HEAD_DIM=dim, BLOCK_D=block_d, BLOCK_R=block_r,
-            BLOCK_N=block_n, ROW_BLOCKS=row_blocks, SINGLE=num_splits == 1,
+            BLOCK_W=max(block_d // 4, 1), BLOCK_N=block_n, ROW_BLOCKS=row_blocks, SINGLE=num_splits == 1,
             K_PER_HEAD=ks.numel() > 1, V_PER_HEAD=vs.numel() > 1, HW_CVT=hw,
             DOT_F32=interpreting(), HAS_WINDOW=window > 0,
-            BF16_BY_BITS=interpreting(), num_warps=warps, num_stages=stages)
+            BF16_BY_BITS=interpreting(), WORDS=words,
+            num_warps=warps, num_stages=stages)
         if num_splits > 1:
             _combine_kernel[(batch * q_len * hq,)](
                 acc_ws, ml_ws, out, num_splits, HEAD_DIM=dim, BLOCK_D=block_d,
