@@ -1,4 +1,4 @@
-"""Paged decode attention over the FP8 (e4m3) KV cache: split-KV (flash-decoding) + ordered combine.
+"""Paged decode attention over the FP8 (e4m3) KV cache: split-KV and a fixed-order combine.
 
 Work split. One program of ``_decode_kernel`` owns one (sequence, KV head, split of the key range)
 and every query row of that KV head's GQA group (``group * q_len`` rows, padded to a tile of at
@@ -7,11 +7,12 @@ head. Gemma-4-31B: 2 query heads per KV head at head_dim 256 (sliding layers), 8
 
 Bandwidth. The cache layout ``[num_blocks, block_size, kv_heads, head_dim]`` puts one head's row
 of a token in ``head_dim`` contiguous bytes, so a tile of ``BLOCK_N`` tokens is ``BLOCK_N`` runs of
-256/512 bytes: 16-byte vector loads (the row offset is a multiple of 16 by construction). Codes
-are decoded in registers to fp16 exactly (every e4m3 value is an fp16 value): with the
-hardware conversion (``cvt.rn.f16x2.e4m3x2``, SM89+) or, on SM80 and in the interpreter, by
-moving the bits (``_bits.e4m3_to_fp16`` without its final multiply: the 2**8 it would apply
-is folded into the per-program scale). The scales (per tensor or per KV head) are constant within
+256/512 bytes: 16-byte vector loads (the row offset is a multiple of 16 by construction), of
+int32 words where head_dim % 4 == 0 (``_decode_words`` says why). Codes are decoded in
+registers to fp16 exactly (every e4m3 value is an fp16 value): with the hardware conversion
+(``cvt.rn.f16x2.e4m3x2``, SM89+) or, on SM80 and in the interpreter, by moving the bits
+(``_bits.e4m3_to_fp16`` without its final multiply: the 2**8 it would apply is folded into the
+per-program scale). The scales (per tensor or per KV head) are constant within
 a program, so they multiply the fp32 scores and the fp32 output once instead of every element.
 
 Numerics. QK^T is an fp16 x fp16 MMA with fp32 accumulation (exact products), so q is cast to
@@ -24,8 +25,9 @@ an upper bound on sequence length, window, SM count), never from ``seq_lens`` va
 never synchronises and captures in a CUDA graph. Each program splits *its own* sequence's key
 range (read from ``seq_lens`` on the device) into ``num_splits`` equal BLOCK_N-aligned parts;
 partials (unnormalised output, running max, running sum) go to fp32 workspaces and
-``_combine_kernel`` merges them in split order (no atomics: bit-reproducible for given shapes and
-arguments). With one split the decode kernel normalises and writes the output itself.
+``_combine_kernel`` merges them in an order fixed by the shapes (no atomics: bit-reproducible
+for given shapes and arguments). With one split the decode kernel normalises and writes the
+output itself.
 
 Masking, all in-kernel: keys past ``seq_len``, after a query token's own position (several
 query tokens: speculative decoding, causal among themselves), outside the sliding window, at
@@ -49,31 +51,51 @@ _BITS_FOLD = 256.0
 # A split should stream at least this many keys: below it the fixed cost of a program and its
 # share of the combine outweigh the parallelism gained.
 MIN_SPLIT_KEYS = 256
+# Combine: dims and splits per program step ([16, 128] fp32 tiles: 16 registers a thread).
+COMBINE_BLOCK_D = 128
+COMBINE_BLOCK_S = 16
 # Programs to aim for: a few waves over the SMs, so the last wave's tail is short.
 WAVES = 4
 
 
-def config_for(head_dim: int) -> tuple[int, int, int]:
-    """(BLOCK_N keys per step, num_warps, num_stages) for a head dim.
+def config_for(head_dim: int) -> tuple[int, int, int, bool]:
+    """(BLOCK_N keys per step, num_warps, num_stages, word loads) for a head dim.
 
-    Chosen from the sm_90 compile (registers and shared memory per program, read with
-    cuobjdump; not yet timed): with 16 query rows the MMA splits the keys/dims over the warps
-    but every warp holds all of q, so q alone is 64 registers per thread at head_dim 256 and 4
-    warps. 32 keys x 256 (4 warps, 168-182 registers, 26 KB shared at 3 stages) and 16 keys x
-    512 (8 warps, 128 registers, 33 KB) keep two programs per SM with two 16 KB K+V tiles in
-    flight each, ~64 KB per SM: several times the bytes an SM must have in flight to stream its
-    share of ~3 TB/s at HBM latency. 64 keys x 256 needs 255 registers and spills.
-    benchmarks/bench_decode_step.py --kernel-only --sweep times CANDIDATES on a GPU.
+    Measured (H100, 2026-11-27, bench_decode_step.py --kernel-only --sweep, block size 16,
+    batch 8/16/32, context 4K-32K; fraction of copy bandwidth on the FP8 bytes read; byte-load
+    kernel, before the word loads):
+
+    * head_dim 256, 32 q / 16 kv heads: (64, 4, 1) 0.54-0.62 at batch 8, 0.67-0.74 at 16,
+      0.70-0.74 at 32; the old default (32, 4, 3) 0.51-0.67; 8 warps 0.31-0.36.
+    * sliding window 1024 at 256: (32, 4, 3) 0.42 / 0.51 / 0.58 (batch 8 / 16 / 32); (64, 4, 1)
+      or (32, 4, 2) only 0.01-0.05 better.
+    * head_dim 512, 32 q / 4 kv heads: the old default (16, 8, 3) 0.27-0.33; (32, 4, 3)
+      0.52-0.74, (32, 4, 4) the same, (64, 4, 1) 0.50-0.69.
+
+    Why (sm_90 compile of this kernel with Triton 3.6, read from the SASS): with 16 query rows
+    the MMA lays the warps side by side along the keys (QK^T) and the dims (PV); 8 warps over
+    16 keys are more warps than n=8 MMA tiles, so the work is replicated, and the loop issues
+    about twice the warp instructions per key of (32, 4, 3). Reading the cache as bytes, Triton
+    moved the V tile's change to the MMA operand layout onto the 8-bit codes and read it back
+    from shared memory one byte per instruction (128 LDS.U8 a thread per 64-key step at 256).
+    (64, 4, 1) needs no shared-memory pipeline (num_stages 1: 16-byte loads into registers;
+    two programs per SM at 205 registers overlap one's loads with the other's math). Word loads
+    (``WORDS``: int32 loads, four codes per conversion, the fp16 tile moved with ldmatrix)
+    remove the byte-wide shared loads: (64, 4, 1) at 256 needs 155 registers (three programs
+    per SM), (32, 4, 3) at 512 233 instead of 255. The sweep times word loads against byte
+    loads (CANDIDATES with a False fourth element): not yet measured on a GPU.
     """
     if triton.next_power_of_2(head_dim) <= 256:
-        return 32, 4, 3
-    return 16, 8, 3
+        return 64, 4, 1, True
+    return 32, 4, 3, True
 
 
-# (BLOCK_N, num_warps, num_stages) candidates the kernel benchmark's --sweep times on a GPU
-# (num_stages 1: no cp.async pipeline; codes are decoded in registers before the MMA layout).
-CANDIDATES = ((32, 4, 3), (32, 4, 2), (32, 4, 4), (16, 4, 4), (16, 8, 3), (32, 8, 3),
-              (64, 8, 3), (32, 4, 1), (64, 4, 1))
+# Configs the kernel benchmark's --sweep times on a GPU: (BLOCK_N, num_warps, num_stages, word
+# loads). num_stages 1: no cp.async pipeline (loads into registers, decoded there). The byte-load
+# entries (False) are the kernel before word loads, for comparison on the same machine.
+CANDIDATES = ((64, 4, 1, True), (64, 4, 1, False), (32, 4, 3, True), (32, 4, 3, False),
+              (64, 4, 2, True), (32, 4, 2, True), (32, 4, 1, True), (16, 4, 3, True),
+              (128, 4, 1, True))
 
 
 def rows_per_program(rows: int, head_dim: int) -> int:
@@ -271,23 +293,34 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
 
 @triton.jit
 def _combine_kernel(acc_ws, ml_ws, out_ptr, SPLITS, HEAD_DIM: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BF16_BY_BITS: tl.constexpr):
-    """out[row] = sum_s 2**(m_s - M) acc_s / sum_s 2**(m_s - M) l_s, splits added in order."""
+                    BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr, BF16_BY_BITS: tl.constexpr):
+    """out[row, dims] = sum_s 2**(m_s - M) acc_s / sum_s 2**(m_s - M) l_s over the splits.
+
+    One program per (row, BLOCK_D dims), BLOCK_S splits per step as one [BLOCK_S, BLOCK_D]
+    load: a loop of one dependent load per split cost ~1 us each at 100+ splits (batch 1, long
+    context). The reduction order is fixed by the shapes: the same bits on every run."""
     row = tl.program_id(0).to(tl.int64)
-    big = tl.full([], float("-inf"), tl.float32)
-    for i in range(SPLITS):
-        big = tl.maximum(big, tl.load(ml_ws + (row * SPLITS + i) * 2))
-    big_safe = tl.where(big == float("-inf"), 0.0, big)
-    d = tl.arange(0, BLOCK_D)
+    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
+    s = tl.arange(0, BLOCK_S)
+    big = tl.full([BLOCK_S], float("-inf"), tl.float32)
+    for s0 in range(0, SPLITS, BLOCK_S):
+        big = tl.maximum(big, tl.load(ml_ws + (row * SPLITS + s0 + s) * 2,
+                                      mask=s0 + s < SPLITS, other=float("-inf")))
+    top = tl.max(big, 0)
+    top_safe = tl.where(top == float("-inf"), 0.0, top)
     acc = tl.zeros([BLOCK_D], tl.float32)
-    denom = tl.zeros([], tl.float32)
-    for i in range(SPLITS):  # fixed order: the same bits on every run
-        base = row * SPLITS + i
-        w = tl.math.exp2(tl.load(ml_ws + base * 2) - big_safe)
-        denom += w * tl.load(ml_ws + base * 2 + 1)
-        acc += w * tl.load(acc_ws + base * HEAD_DIM + d, mask=d_ok, other=0.0)
-    out = tl.where(denom > 0, acc / tl.where(denom > 0, denom, 1.0), 0.0)
+    denom = tl.zeros([BLOCK_S], tl.float32)
+    for s0 in range(0, SPLITS, BLOCK_S):
+        ok = s0 + s < SPLITS
+        base = row * SPLITS + s0 + s
+        w = tl.math.exp2(tl.load(ml_ws + base * 2, mask=ok, other=float("-inf")) - top_safe)
+        denom += w * tl.load(ml_ws + base * 2 + 1, mask=ok, other=0.0)
+        part = tl.load(acc_ws + base[:, None] * HEAD_DIM + d[None, :],
+                       mask=ok[:, None] & d_ok[None, :], other=0.0)
+        acc += tl.sum(w[:, None] * part, 0)
+    total = tl.sum(denom, 0)
+    out = tl.where(total > 0, acc / tl.where(total > 0, total, 1.0), 0.0)
     tl.store(out_ptr + row * HEAD_DIM + d,
              _bits.cast_out(out, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=d_ok)
 
@@ -306,7 +339,9 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     """q [B, q_len, HQ, D] -> out [B, q_len, HQ, D] (q's dtype); see the module docstring.
 
     value_cache None: V is read from key_cache. window 0: none. max_seq_len 0: the block table's
-    capacity. num_splits 0: choose_splits. config: (BLOCK_N, num_warps, num_stages)."""
+    capacity. num_splits 0: choose_splits. config: (BLOCK_N, num_warps, num_stages[, word
+    loads]) as config_for returns it; word loads apply where head_dim % 4 == 0 and the caches
+    are 4-byte aligned."""
     batch, q_len, hq, dim = q.shape
     num_blocks, block_size, hkv, _ = key_cache.shape
     if out is None:
@@ -314,7 +349,7 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     if out.numel() == 0:
         return out
     group = hq // hkv
-    block_n, warps, stages = config or config_for(dim)
+    block_n, warps, stages, *word_loads = config or config_for(dim)
     block_d = triton.next_power_of_2(dim)
     block_r = rows_per_program(group * q_len, dim)
     row_blocks = triton.cdiv(group * q_len, block_r)
@@ -338,7 +373,8 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     kc = key_cache.view(torch.uint8)
     vc = kc if value_cache is None else value_cache.view(torch.uint8)
     # Word (int32) loads need 4-byte aligned rows: head_dim % 4 and aligned base pointers.
-    words = dim % 4 == 0 and kc.data_ptr() % 4 == 0 and vc.data_ptr() % 4 == 0
+    words = (dim % 4 == 0 and kc.data_ptr() % 4 == 0 and vc.data_ptr() % 4 == 0
+             and (word_loads[0] if word_loads else True))
     ks = k_scale.reshape(-1).float()
     vs = (k_scale if value_cache is None and v_scale is None else v_scale).reshape(-1).float()
     grid = (batch * hkv * row_blocks, num_splits)
@@ -348,15 +384,17 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
             float(sm_scale) * LOG2E * fold, fold, q_len, hq, hkv, hkv * dim, hkv * dim // 4,
             block_table.stride(0), block_table.shape[1], num_blocks, int(window), num_splits,
             GROUP=group, BLOCK_SIZE=block_size, HEAD_DIM=dim, BLOCK_D=block_d, BLOCK_R=block_r,
-            BLOCK_W=max(block_d // 4, 1), BLOCK_N=block_n, ROW_BLOCKS=row_blocks, SINGLE=num_splits == 1,
+            BLOCK_W=max(block_d // 4, 1), BLOCK_N=block_n, ROW_BLOCKS=row_blocks,
+            SINGLE=num_splits == 1,
             K_PER_HEAD=ks.numel() > 1, V_PER_HEAD=vs.numel() > 1, HW_CVT=hw,
             DOT_F32=interpreting(), HAS_WINDOW=window > 0,
             BF16_BY_BITS=interpreting(), WORDS=words,
             num_warps=warps, num_stages=stages)
         if num_splits > 1:
-            _combine_kernel[(batch * q_len * hq,)](
-                acc_ws, ml_ws, out, num_splits, HEAD_DIM=dim, BLOCK_D=block_d,
-                BF16_BY_BITS=interpreting(), num_warps=4 if block_d >= 512 else 2)
+            combine_d = min(block_d, COMBINE_BLOCK_D)
+            _combine_kernel[(batch * q_len * hq, triton.cdiv(dim, combine_d))](
+                acc_ws, ml_ws, out, num_splits, HEAD_DIM=dim, BLOCK_D=combine_d,
+                BLOCK_S=COMBINE_BLOCK_S, BF16_BY_BITS=interpreting(), num_warps=4)
     return out
 
 
