@@ -325,6 +325,19 @@ def _combine_kernel(acc_ws, ml_ws, out_ptr, SPLITS, HEAD_DIM: tl.constexpr,
              _bits.cast_out(out, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=d_ok)
 
 
+def auto_splits(q, key_cache, block_table, window, max_seq_len) -> int:
+    """The launcher's split count for num_splits 0 (choose_splits on the call's shapes)."""
+    batch, q_len, hq, dim = q.shape
+    _, block_size, hkv, _ = key_cache.shape
+    row_blocks = triton.cdiv((hq // hkv) * q_len, rows_per_program((hq // hkv) * q_len, dim))
+    capacity = block_table.shape[1] * block_size
+    max_keys = min(max_seq_len, capacity) if max_seq_len > 0 else capacity
+    if window > 0:
+        max_keys = min(max_keys, window + q_len - 1)
+    index = q.device.index if q.is_cuda else None
+    return choose_splits(batch, hkv, row_blocks, max_keys, sm_count(q.device.type, index))
+
+
 def _hw_cvt(device: torch.device) -> bool:
     """The e4m3 -> fp16 conversion instruction exists from SM89 (Ada, Hopper) on."""
     if device.type != "cuda":
@@ -354,13 +367,7 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     block_r = rows_per_program(group * q_len, dim)
     row_blocks = triton.cdiv(group * q_len, block_r)
     if num_splits <= 0:
-        capacity = block_table.shape[1] * block_size
-        max_keys = min(max_seq_len, capacity) if max_seq_len > 0 else capacity
-        if window > 0:
-            max_keys = min(max_keys, window + q_len - 1)
-        index = q.device.index if q.is_cuda else None
-        num_splits = choose_splits(batch, hkv, row_blocks, max_keys,
-                                   sm_count(q.device.type, index))
+        num_splits = auto_splits(q, key_cache, block_table, window, max_seq_len)
     hw = (_hw_cvt(q.device) if hw_cvt is None else hw_cvt) and not interpreting()
     fold = 1.0 if hw else _BITS_FOLD
     if num_splits > 1:
@@ -398,5 +405,5 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     return out
 
 
-__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "choose_splits", "config_for",
+__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "auto_splits", "choose_splits", "config_for",
            "rows_per_program"]
