@@ -81,9 +81,12 @@ def config_for(head_dim: int) -> tuple[int, int, int, bool]:
     (64, 4, 1) needs no shared-memory pipeline (num_stages 1: 16-byte loads into registers;
     two programs per SM at 205 registers overlap one's loads with the other's math). Word loads
     (``WORDS``: int32 loads, four codes per conversion, the fp16 tile moved with ldmatrix)
-    remove the byte-wide shared loads: (64, 4, 1) at 256 needs 155 registers (three programs
-    per SM), (32, 4, 3) at 512 233 instead of 255. The sweep times word loads against byte
-    loads (CANDIDATES with a False fourth element): not yet measured on a GPU.
+    remove the byte-wide shared loads. And each step now waits for one memory round trip, not
+    three: the block ids are loaded a step ahead, and V's tile is loaded before K's (Triton put
+    K's layout change, which waits for K's data, between the two loads, so V's load went out
+    only after K's data came back). (64, 4, 1) at 256: 164 registers, three programs per SM;
+    (32, 4, 3) at 512: 182 registers, 113 KB shared, two per SM. Not yet timed on a GPU; the
+    sweep times word loads against byte loads (CANDIDATES with a False fourth element).
     """
     if triton.next_power_of_2(head_dim) <= 256:
         return 64, 4, 1, True
@@ -91,11 +94,15 @@ def config_for(head_dim: int) -> tuple[int, int, int, bool]:
 
 
 # Configs the kernel benchmark's --sweep times on a GPU: (BLOCK_N, num_warps, num_stages, word
-# loads). num_stages 1: no cp.async pipeline (loads into registers, decoded there). The byte-load
-# entries (False) are the kernel before word loads, for comparison on the same machine.
-CANDIDATES = ((64, 4, 1, True), (64, 4, 1, False), (32, 4, 3, True), (32, 4, 3, False),
-              (64, 4, 2, True), (32, 4, 2, True), (32, 4, 1, True), (16, 4, 3, True),
-              (128, 4, 1, True))
+# loads). num_stages 1: no cp.async pipeline (loads into registers, decoded there). False: byte
+# loads, to time word loads against them on the same machine (same kernel otherwise). sm_90
+# compile with Triton 3.6 (registers, programs per SM by registers and shared memory) at
+# head_dim 256 / 512: 64x4x1 164 (3) / 252 (2); 128x4x1 228 (2) / spills; 64x8x1 128 (2) /
+# 148 (1); 32x4x1 154 (3) / 198 (2); 32x4x2 128 (4) / 181 (2); 32x4x3 134 (3) / 182 (2);
+# 64x4x2 180 (2) / spills.
+CANDIDATES = ((64, 4, 1, True), (64, 4, 1, False), (128, 4, 1, True), (64, 8, 1, True),
+              (32, 4, 1, True), (32, 4, 2, True), (32, 4, 3, True), (32, 4, 3, False),
+              (64, 4, 2, True))
 
 
 def rows_per_program(rows: int, head_dim: int) -> int:
@@ -175,6 +182,13 @@ def _decode_words(words, ROWS: tl.constexpr, COLS: tl.constexpr, HW_CVT: tl.cons
 
 
 @triton.jit
+def _table_lookup(table_row, pos, end, TABLE_COLS, BLOCK_SIZE: tl.constexpr):
+    """Block ids of key positions; -1 past end or past the table's width (never read)."""
+    col = pos // BLOCK_SIZE
+    return tl.load(table_row + col, mask=(pos < end) & (col < TABLE_COLS), other=-1)
+
+
+@triton.jit
 def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, out_ptr,
                    acc_ws, ml_ws, qk_scale, v_fold, Q_LEN, HQ, HKV, ROW_STRIDE, ROW_WORDS,
                    TABLE_STRIDE,
@@ -238,27 +252,33 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
     w = tl.arange(0, BLOCK_W)
     w_ok = w < HEAD_DIM // 4
     n = tl.arange(0, BLOCK_N)
+    table_row = table_ptr + b * TABLE_STRIDE
+    # Block ids one step ahead: the cache loads of a step then wait on one global load (theirs),
+    # not on the table's load before them.
+    next_block = _table_lookup(table_row, start + n, end, TABLE_COLS, BLOCK_SIZE)
     for n0 in range(start, end, BLOCK_N):
         pos = n0 + n
-        col = pos // BLOCK_SIZE
-        in_range = (pos < end) & (col < TABLE_COLS)
-        block = tl.load(table_ptr + b * TABLE_STRIDE + col, mask=in_range, other=-1)
-        ok = in_range & (block >= 0) & (block < NUM_BLOCKS)
+        block = next_block
+        ok = (pos < end) & (block >= 0) & (block < NUM_BLOCKS)
+        next_block = _table_lookup(table_row, pos + BLOCK_N, end, TABLE_COLS, BLOCK_SIZE)
         # Rows of keys that are not `ok` may point anywhere: their loads are masked. (Clamping
         # them with tl.where would hide the 16-byte alignment from Triton: byte loads.)
         slot = block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE
+        # V's tile is loaded first: Triton places K's layout change (a shared-memory round
+        # trip with a barrier, which waits for K's data) right after K's load, so a V load
+        # written after K's waits for K's data: two memory round trips per step, not one.
         if WORDS:  # 16-byte loads of int32 words, decoded by _decode_words (see there why)
             offs_w = (slot * ROW_WORDS + head_off_w)[:, None] + w[None, :]
             w_mask = ok[:, None] & w_ok[None, :]
-            k = _decode_words(tl.load(kc_ptr.to(tl.pointer_type(tl.int32)) + offs_w,
-                                      mask=w_mask, other=0), BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
-            v = _decode_words(tl.load(vc_ptr.to(tl.pointer_type(tl.int32)) + offs_w,
-                                      mask=w_mask, other=0), BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
+            v_raw = tl.load(vc_ptr.to(tl.pointer_type(tl.int32)) + offs_w, mask=w_mask, other=0)
+            k_raw = tl.load(kc_ptr.to(tl.pointer_type(tl.int32)) + offs_w, mask=w_mask, other=0)
+            k = _decode_words(k_raw, BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
         else:
             offs = (slot * ROW_STRIDE + head_off)[:, None] + d[None, :]
             kv_mask = ok[:, None] & d_ok[None, :]
-            k = _decode_codes(tl.load(kc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
-            v = _decode_codes(tl.load(vc_ptr + offs, mask=kv_mask, other=0), HW_CVT, DOT_F32)
+            v_raw = tl.load(vc_ptr + offs, mask=kv_mask, other=0)
+            k_raw = tl.load(kc_ptr + offs, mask=kv_mask, other=0)
+            k = _decode_codes(k_raw, HW_CVT, DOT_F32)
 
         s = tl.dot(q, tl.trans(k)) * score_scale
         allowed = ok[None, :] & (pos[None, :] <= q_pos[:, None])
@@ -270,6 +290,10 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
         p = tl.math.exp2(s - m_safe[:, None])
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
+        if WORDS:
+            v = _decode_words(v_raw, BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
+        else:
+            v = _decode_codes(v_raw, HW_CVT, DOT_F32)
         if DOT_F32:
             pv = tl.dot(p, v)
         else:
