@@ -445,10 +445,12 @@ def run_kernel_only(args, device):
         shapes = [("gqa2_d256", LayerKind(16, 256, 0, 1e4, True), 32),
                   ("sliding_w1024_d256", GEMMA4_31B.sliding, 32),
                   ("full_d512", GEMMA4_31B.full, 32)]
-        # --sweep: two contexts (4K, 32K) unless given, to keep the sweep near 100 s on an H100.
+        # --sweep: two contexts (4K, 32K) unless given, to keep the sweep near 100 s on an H100,
+        # and batch 1 too (the split count matters most there).
         contexts = args.kernel_contexts or ([4096, 32768] if args.sweep
                                             else [4096, 8192, 16384, 32768])
-        grid = [(b, c) for b in args.kernel_batches for c in contexts]
+        batches = args.kernel_batches or ([1, 8, 16, 32] if args.sweep else [8, 16, 32])
+        grid = [(b, c) for b in batches for c in contexts]
     rows = []
     for name, kind, q_heads in shapes:
         for batch, context in grid:
@@ -478,10 +480,11 @@ def run_kernel_only(args, device):
 
 
 def config_name(cfg) -> str:
-    """(64, 4, 1, True) -> "64x4x1" (word loads), (64, 4, 1, False) -> "64x4x1xbytes": one CSV
-    field, no commas."""
-    name = "x".join(str(int(v)) for v in cfg[:3])
-    return name if len(cfg) < 4 or cfg[3] else name + "xbytes"
+    """(64, 4, 1, True, True) -> "64x4x1xprefetch", (64, 4, 1, False, False) -> "64x4x1xbytes",
+    (64, 4, 1) -> "64x4x1" (word loads, no table prefetch): one CSV field, no commas."""
+    words, prefetch = (tuple(cfg[3:]) + (True, False)[len(cfg[3:]):])[:2]
+    return "x".join(str(int(v)) for v in cfg[:3]) + ("" if words else "xbytes") + \
+        ("xprefetch" if prefetch else "")
 
 
 def sweep(attn, q, fields, nbytes, copy_bw, timed):
@@ -489,8 +492,8 @@ def sweep(attn, q, fields, nbytes, copy_bw, timed):
     rows = []
     q4 = q.unsqueeze(1)
     vc = attn.vc
-    auto = ta.auto_splits(q4, attn.kc, attn.table, attn.kind.window, attn.seq_len)
     default = ta.config_for(attn.kind.head_dim)
+    auto = ta.auto_splits(q4, attn.kc, attn.table, attn.kind.window, attn.seq_len, default[0])
     # Every candidate at the launcher's split count, then the default config at half and twice
     # that count (is choose_splits' WAVES / MIN_SPLIT_KEYS right for this shape?).
     runs = [(cfg, 0) for cfg in ta.CANDIDATES]
@@ -501,7 +504,9 @@ def sweep(attn, q, fields, nbytes, copy_bw, timed):
                                        None if vc is None else attn.v_scale, 1.0,
                                        attn.kind.window, attn.seq_len, splits, config=cfg)
         name = config_name(cfg)
-        run_fields = dict(fields, op="fp8_decode", config=name, splits=splits or auto,
+        launched = splits or ta.auto_splits(q4, attn.kc, attn.table, attn.kind.window,
+                                            attn.seq_len, cfg[0])
+        run_fields = dict(fields, op="fp8_decode", config=name, splits=launched,
                           auto_splits=auto)
         try:
             ms = timed(call, [()])
@@ -592,7 +597,8 @@ def main(argv=None):
                    help="force the attention/KV-cache backend (default: automatic)")
     p.add_argument("--kernel-only", action="store_true",
                    help="the decode attention kernel alone vs gather-to-bf16 + SDPA")
-    p.add_argument("--kernel-batches", nargs="+", type=int, default=[8, 16, 32])
+    p.add_argument("--kernel-batches", nargs="+", type=int, default=None,
+                   help="--kernel-only batches (default 8 16 32; with --sweep 1 8 16 32)")
     p.add_argument("--kernel-contexts", nargs="+", type=int, default=None,
                    help="--kernel-only contexts (default 4K 8K 16K 32K; with --sweep 4K 32K)")
     p.add_argument("--sweep", action="store_true",

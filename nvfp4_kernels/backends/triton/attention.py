@@ -58,8 +58,8 @@ COMBINE_BLOCK_S = 16
 WAVES = 4
 
 
-def config_for(head_dim: int) -> tuple[int, int, int, bool]:
-    """(BLOCK_N keys per step, num_warps, num_stages, word loads) for a head dim.
+def config_for(head_dim: int) -> tuple[int, int, int, bool, bool]:
+    """(BLOCK_N keys per step, num_warps, num_stages, word loads, table prefetch) for a head dim.
 
     Measured (H100, 2026-11-27, bench_decode_step.py --kernel-only --sweep, block size 16,
     batch 8/16/32, context 4K-32K; fraction of copy bandwidth on the FP8 bytes read; byte-load
@@ -81,28 +81,30 @@ def config_for(head_dim: int) -> tuple[int, int, int, bool]:
     (64, 4, 1) needs no shared-memory pipeline (num_stages 1: 16-byte loads into registers;
     two programs per SM at 205 registers overlap one's loads with the other's math). Word loads
     (``WORDS``: int32 loads, four codes per conversion, the fp16 tile moved with ldmatrix)
-    remove the byte-wide shared loads. And each step now waits for one memory round trip, not
-    three: the block ids are loaded a step ahead, and V's tile is loaded before K's (Triton put
-    K's layout change, which waits for K's data, between the two loads, so V's load went out
-    only after K's data came back). (64, 4, 1) at 256: 164 registers, three programs per SM;
-    (32, 4, 3) at 512: 182 registers, 113 KB shared, two per SM. Not yet timed on a GPU; the
-    sweep times word loads against byte loads (CANDIDATES with a False fourth element).
+    remove the byte-wide shared loads. With num_stages 1 a step now waits for one memory round
+    trip, not three: V's tile is loaded before K's (Triton put K's layout change, which waits
+    for K's data, between the two loads, so V's load went out only after K's data came back)
+    and, with table prefetch (fifth element), the block ids are loaded a step ahead. Defaults:
+    (64, 4, 1) with prefetch at 256, 164 registers, three programs per SM; (32, 4, 3) at 512,
+    233 registers, 81 KB shared, two per SM (pipelined: the table prefetch adds 32 KB of shared
+    memory there, and with Triton 3.8 one program per SM). Not yet timed on a GPU; the sweep
+    times these against byte loads and without prefetch.
     """
     if triton.next_power_of_2(head_dim) <= 256:
-        return 64, 4, 1, True
-    return 32, 4, 3, True
+        return 64, 4, 1, True, True
+    return 32, 4, 3, True, False
 
 
 # Configs the kernel benchmark's --sweep times on a GPU: (BLOCK_N, num_warps, num_stages, word
-# loads). num_stages 1: no cp.async pipeline (loads into registers, decoded there). False: byte
-# loads, to time word loads against them on the same machine (same kernel otherwise). sm_90
-# compile with Triton 3.6 (registers, programs per SM by registers and shared memory) at
-# head_dim 256 / 512: 64x4x1 164 (3) / 252 (2); 128x4x1 228 (2) / spills; 64x8x1 128 (2) /
-# 148 (1); 32x4x1 154 (3) / 198 (2); 32x4x2 128 (4) / 181 (2); 32x4x3 134 (3) / 182 (2);
-# 64x4x2 180 (2) / spills.
-CANDIDATES = ((64, 4, 1, True), (64, 4, 1, False), (128, 4, 1, True), (64, 8, 1, True),
-              (32, 4, 1, True), (32, 4, 2, True), (32, 4, 3, True), (32, 4, 3, False),
-              (64, 4, 2, True))
+# loads, table prefetch). num_stages 1: no cp.async pipeline (loads into registers, decoded
+# there). Byte loads (fourth element False) time word loads against them on the same machine
+# (same kernel otherwise). sm_90 compile with Triton 3.6, registers (programs per SM by
+# registers and shared memory) at head_dim 256 / 512: 64x4x1 prefetch 164 (3) / 254 (2);
+# 64x4x1 158 (3) / 241 (2); 128x4x1 228 (2) / spills; 32x4x1 prefetch 154 (3) / 198 (2);
+# 32x4x2 143 (4) / 228 (2); 32x4x3 168 (3) / 233 (2); 64x8x1 prefetch 128 (2) / 148 (1).
+CANDIDATES = ((64, 4, 1, True, True), (64, 4, 1, True, False), (64, 4, 1, False, True),
+              (128, 4, 1, True, True), (32, 4, 1, True, True), (32, 4, 2, True, False),
+              (32, 4, 3, True, False), (32, 4, 3, False, False), (64, 8, 1, True, True))
 
 
 def rows_per_program(rows: int, head_dim: int) -> int:
@@ -113,13 +115,18 @@ def rows_per_program(rows: int, head_dim: int) -> int:
 
 
 def choose_splits(batch: int, kv_heads: int, row_blocks: int, max_keys: int,
-                  sms: int) -> int:
+                  sms: int, block_n: int = 1) -> int:
     """Splits of each sequence's key range: enough programs for WAVES waves over the SMs, but no
-    split shorter than MIN_SPLIT_KEYS keys. Python ints only (graph capturable)."""
+    split shorter than MIN_SPLIT_KEYS keys. The kernel rounds a split's length up to block_n
+    keys; the count is then cut to the splits that hold keys at max_keys (e.g. 4096 keys, 9
+    splits, block_n 64: 8 splits of 512; a ninth would stay empty and still run and combine).
+    Python ints only (graph capturable)."""
     programs = max(1, batch * kv_heads * row_blocks)
     want = triton.cdiv(WAVES * sms, programs)
-    most = max(1, triton.cdiv(max(max_keys, 1), MIN_SPLIT_KEYS))
-    return max(1, min(want, most))
+    keys = max(max_keys, 1)
+    splits = max(1, min(want, triton.cdiv(keys, MIN_SPLIT_KEYS)))
+    per_split = triton.cdiv(triton.cdiv(keys, splits), block_n) * block_n
+    return triton.cdiv(keys, per_split)
 
 
 # One word of four e4m3 bytes -> four fp16 (bytes 0..3, little-endian), by the SM89+ instruction.
@@ -182,6 +189,17 @@ def _decode_words(words, ROWS: tl.constexpr, COLS: tl.constexpr, HW_CVT: tl.cons
 
 
 @triton.jit
+def _decode_tile(raw, ROWS: tl.constexpr, COLS: tl.constexpr, WORDS: tl.constexpr,
+                 HW_CVT: tl.constexpr, DOT_F32: tl.constexpr):
+    """A raw tile (int32 words or bytes, per WORDS) -> fp16 (fp32 for the interpreter)."""
+    if WORDS:
+        tile = _decode_words(raw, ROWS, COLS, HW_CVT, DOT_F32)
+    else:
+        tile = _decode_codes(raw, HW_CVT, DOT_F32)
+    return tile
+
+
+@triton.jit
 def _table_lookup(table_row, pos, end, TABLE_COLS, BLOCK_SIZE: tl.constexpr):
     """Block ids of key positions; -1 past end or past the table's width (never read)."""
     col = pos // BLOCK_SIZE
@@ -199,7 +217,7 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
                    ROW_BLOCKS: tl.constexpr, SINGLE: tl.constexpr, K_PER_HEAD: tl.constexpr,
                    V_PER_HEAD: tl.constexpr, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr,
                    HAS_WINDOW: tl.constexpr, BF16_BY_BITS: tl.constexpr,
-                   WORDS: tl.constexpr):
+                   WORDS: tl.constexpr, PREFETCH: tl.constexpr, V_FIRST: tl.constexpr):
     pid = tl.program_id(0)
     split = tl.program_id(1)
     rb = pid % ROW_BLOCKS
@@ -253,32 +271,45 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
     w_ok = w < HEAD_DIM // 4
     n = tl.arange(0, BLOCK_N)
     table_row = table_ptr + b * TABLE_STRIDE
-    # Block ids one step ahead: the cache loads of a step then wait on one global load (theirs),
-    # not on the table's load before them.
+    # PREFETCH: block ids one step ahead, so the cache loads of a step wait on one global load
+    # (theirs), not on the table's load before them (costs registers: see config_for).
     next_block = _table_lookup(table_row, start + n, end, TABLE_COLS, BLOCK_SIZE)
     for n0 in range(start, end, BLOCK_N):
         pos = n0 + n
-        block = next_block
+        if PREFETCH:
+            block = next_block
+            next_block = _table_lookup(table_row, pos + BLOCK_N, end, TABLE_COLS, BLOCK_SIZE)
+        else:
+            block = _table_lookup(table_row, pos, end, TABLE_COLS, BLOCK_SIZE)
         ok = (pos < end) & (block >= 0) & (block < NUM_BLOCKS)
-        next_block = _table_lookup(table_row, pos + BLOCK_N, end, TABLE_COLS, BLOCK_SIZE)
         # Rows of keys that are not `ok` may point anywhere: their loads are masked. (Clamping
         # them with tl.where would hide the 16-byte alignment from Triton: byte loads.)
         slot = block.to(tl.int64) * BLOCK_SIZE + pos % BLOCK_SIZE
-        # V's tile is loaded first: Triton places K's layout change (a shared-memory round
-        # trip with a barrier, which waits for K's data) right after K's load, so a V load
-        # written after K's waits for K's data: two memory round trips per step, not one.
+        # V_FIRST (num_stages 1, loads straight into registers): V's tile is loaded first.
+        # Triton places K's layout change (a shared-memory round trip with a barrier, which
+        # waits for K's data) right after K's load, so a V load written after K's goes out only
+        # once K's data is back: two memory round trips per step, not one. With cp.async
+        # pipelining (num_stages > 1) both loads are issued stages ahead either way, and K
+        # first needs fewer registers.
         if WORDS:  # 16-byte loads of int32 words, decoded by _decode_words (see there why)
-            offs_w = (slot * ROW_WORDS + head_off_w)[:, None] + w[None, :]
-            w_mask = ok[:, None] & w_ok[None, :]
-            v_raw = tl.load(vc_ptr.to(tl.pointer_type(tl.int32)) + offs_w, mask=w_mask, other=0)
-            k_raw = tl.load(kc_ptr.to(tl.pointer_type(tl.int32)) + offs_w, mask=w_mask, other=0)
-            k = _decode_words(k_raw, BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
+            offs = (slot * ROW_WORDS + head_off_w)[:, None] + w[None, :]
+            kv_mask = ok[:, None] & w_ok[None, :]
+            k_ptrs = kc_ptr.to(tl.pointer_type(tl.int32)) + offs
+            v_ptrs = vc_ptr.to(tl.pointer_type(tl.int32)) + offs
         else:
             offs = (slot * ROW_STRIDE + head_off)[:, None] + d[None, :]
             kv_mask = ok[:, None] & d_ok[None, :]
-            v_raw = tl.load(vc_ptr + offs, mask=kv_mask, other=0)
-            k_raw = tl.load(kc_ptr + offs, mask=kv_mask, other=0)
-            k = _decode_codes(k_raw, HW_CVT, DOT_F32)
+            k_ptrs = kc_ptr + offs
+            v_ptrs = vc_ptr + offs
+        if V_FIRST:
+            v_raw = tl.load(v_ptrs, mask=kv_mask, other=0)
+            k_raw = tl.load(k_ptrs, mask=kv_mask, other=0)
+        else:
+            k_raw = tl.load(k_ptrs, mask=kv_mask, other=0)
+            v_raw = tl.load(v_ptrs, mask=kv_mask, other=0)
+        k = _decode_tile(k_raw, BLOCK_N, BLOCK_D, WORDS, HW_CVT, DOT_F32)
+        if not V_FIRST:  # pipelined: decoding V here needs fewer registers (sm_90 compile)
+            v = _decode_tile(v_raw, BLOCK_N, BLOCK_D, WORDS, HW_CVT, DOT_F32)
 
         s = tl.dot(q, tl.trans(k)) * score_scale
         allowed = ok[None, :] & (pos[None, :] <= q_pos[:, None])
@@ -290,10 +321,8 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, o
         p = tl.math.exp2(s - m_safe[:, None])
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        if WORDS:
-            v = _decode_words(v_raw, BLOCK_N, BLOCK_D, HW_CVT, DOT_F32)
-        else:
-            v = _decode_codes(v_raw, HW_CVT, DOT_F32)
+        if V_FIRST:  # codes in registers: 4x fewer registers than fp16 across QK^T, softmax
+            v = _decode_tile(v_raw, BLOCK_N, BLOCK_D, WORDS, HW_CVT, DOT_F32)
         if DOT_F32:
             pv = tl.dot(p, v)
         else:
@@ -349,7 +378,7 @@ def _combine_kernel(acc_ws, ml_ws, out_ptr, SPLITS, HEAD_DIM: tl.constexpr,
              _bits.cast_out(out, out_ptr.dtype.element_ty, BF16_BY_BITS), mask=d_ok)
 
 
-def auto_splits(q, key_cache, block_table, window, max_seq_len) -> int:
+def auto_splits(q, key_cache, block_table, window, max_seq_len, block_n) -> int:
     """The launcher's split count for num_splits 0 (choose_splits on the call's shapes)."""
     batch, q_len, hq, dim = q.shape
     _, block_size, hkv, _ = key_cache.shape
@@ -359,7 +388,8 @@ def auto_splits(q, key_cache, block_table, window, max_seq_len) -> int:
     if window > 0:
         max_keys = min(max_keys, window + q_len - 1)
     index = q.device.index if q.is_cuda else None
-    return choose_splits(batch, hkv, row_blocks, max_keys, sm_count(q.device.type, index))
+    return choose_splits(batch, hkv, row_blocks, max_keys, sm_count(q.device.type, index),
+                         block_n)
 
 
 def _hw_cvt(device: torch.device) -> bool:
@@ -377,8 +407,8 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
 
     value_cache None: V is read from key_cache. window 0: none. max_seq_len 0: the block table's
     capacity. num_splits 0: choose_splits. config: (BLOCK_N, num_warps, num_stages[, word
-    loads]) as config_for returns it; word loads apply where head_dim % 4 == 0 and the caches
-    are 4-byte aligned."""
+    loads[, table prefetch]]) as config_for returns it (omitted: word loads on, prefetch off);
+    word loads apply where head_dim % 4 == 0 and the caches are 4-byte aligned."""
     batch, q_len, hq, dim = q.shape
     num_blocks, block_size, hkv, _ = key_cache.shape
     if out is None:
@@ -386,12 +416,13 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     if out.numel() == 0:
         return out
     group = hq // hkv
-    block_n, warps, stages, *word_loads = config or config_for(dim)
+    block_n, warps, stages, *flags = config or config_for(dim)
+    word_loads, prefetch = (tuple(flags) + (True, False)[len(flags):])[:2]  # 3-tuples too
     block_d = triton.next_power_of_2(dim)
     block_r = rows_per_program(group * q_len, dim)
     row_blocks = triton.cdiv(group * q_len, block_r)
     if num_splits <= 0:
-        num_splits = auto_splits(q, key_cache, block_table, window, max_seq_len)
+        num_splits = auto_splits(q, key_cache, block_table, window, max_seq_len, block_n)
     hw = (_hw_cvt(q.device) if hw_cvt is None else hw_cvt) and not interpreting()
     fold = 1.0 if hw else _BITS_FOLD
     if num_splits > 1:
@@ -404,8 +435,7 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     kc = key_cache.view(torch.uint8)
     vc = kc if value_cache is None else value_cache.view(torch.uint8)
     # Word (int32) loads need 4-byte aligned rows: head_dim % 4 and aligned base pointers.
-    words = (dim % 4 == 0 and kc.data_ptr() % 4 == 0 and vc.data_ptr() % 4 == 0
-             and (word_loads[0] if word_loads else True))
+    words = word_loads and dim % 4 == 0 and kc.data_ptr() % 4 == 0 and vc.data_ptr() % 4 == 0
     ks = k_scale.reshape(-1).float()
     vs = (k_scale if value_cache is None and v_scale is None else v_scale).reshape(-1).float()
     grid = (batch * hkv * row_blocks, num_splits)
@@ -419,7 +449,8 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
             SINGLE=num_splits == 1,
             K_PER_HEAD=ks.numel() > 1, V_PER_HEAD=vs.numel() > 1, HW_CVT=hw,
             DOT_F32=interpreting(), HAS_WINDOW=window > 0,
-            BF16_BY_BITS=interpreting(), WORDS=words,
+            BF16_BY_BITS=interpreting(), WORDS=words, PREFETCH=bool(prefetch),
+            V_FIRST=stages == 1,
             num_warps=warps, num_stages=stages)
         if num_splits > 1:
             combine_d = min(block_d, COMBINE_BLOCK_D)
@@ -429,5 +460,6 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     return out
 
 
-__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "auto_splits", "choose_splits", "config_for",
+__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "auto_splits", "choose_splits",
+           "config_for",
            "rows_per_program"]

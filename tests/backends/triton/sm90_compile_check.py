@@ -166,22 +166,24 @@ def _specs():
     # sliding (32 q / 16 kv heads at 256, window, bf16 q) and full (32 q / 4 kv at 512, K = V);
     # split-KV (partials to the workspaces), e4m3 decoded by the SM89+ instruction.
     def attention_spec(name, dim, group, window):
-        block_n, warps, stages, words = attention.config_for(dim)
+        block_n, warps, stages, words, prefetch = attention.config_for(dim)
         sig = {"q_ptr": "*bf16", "kc_ptr": "*u8", "vc_ptr": "*u8", "table_ptr": "*i32",
                "lens_ptr": "*i32", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "out_ptr": "*bf16",
                "acc_ws": "*fp32", "ml_ws": "*fp32", "qk_scale": "fp32", "v_fold": "fp32",
                "Q_LEN": "i32", "HQ": "i32", "HKV": "i32", "ROW_STRIDE": "i32",
-               "ROW_WORDS": "i32", "TABLE_STRIDE": "i32", "TABLE_COLS": "i32", "NUM_BLOCKS": "i32", "WINDOW": "i32",
+               "ROW_WORDS": "i32", "TABLE_STRIDE": "i32", "TABLE_COLS": "i32",
+               "NUM_BLOCKS": "i32", "WINDOW": "i32",
                "SPLITS": "i32"}
         const = dict(GROUP=group, BLOCK_SIZE=16, HEAD_DIM=dim, BLOCK_D=dim, BLOCK_W=dim // 4,
                      BLOCK_R=attention.rows_per_program(group, dim), BLOCK_N=block_n,
                      ROW_BLOCKS=1, SINGLE=False, K_PER_HEAD=False, V_PER_HEAD=False, HW_CVT=True,
-                     DOT_F32=False, HAS_WINDOW=window, BF16_BY_BITS=False, WORDS=words)
+                     DOT_F32=False, HAS_WINDOW=window, BF16_BY_BITS=False, WORDS=words,
+                     PREFETCH=prefetch, V_FIRST=stages == 1)
         # kv_heads * head_dim (ROW_STRIDE, in bytes and in words) is a multiple of 16 for
         # Gemma's caches (16 x 256, 4 x 512).
         div16 = [k for k, v in sig.items() if v.startswith("*")] + ["ROW_STRIDE", "ROW_WORDS"]
         specs.append((name, attention._decode_kernel, sig, const, div16, warps, stages,
-                      {"block_n": block_n, "words": words}))
+                      {"block_n": block_n, "words": words, "prefetch": prefetch}))
 
     attention_spec("attention_decode_d256", 256, 2, True)
     attention_spec("attention_decode_d512", 512, 8, False)

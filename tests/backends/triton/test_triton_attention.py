@@ -182,6 +182,9 @@ def test_choose_splits_fills_the_gpu_without_tiny_splits():
     assert ta.choose_splits(8, 16, 1, 300, sms) == 2
     assert ta.choose_splits(64, 16, 1, 32768, sms) == 1
     assert ta.choose_splits(0, 16, 1, 0, sms) == 1
+    # Splits rounded up to BLOCK_N keys: 9 wanted, 8 of 512 cover 4096 keys (no empty split).
+    assert ta.choose_splits(1, 64, 1, 4096, sms) == 9
+    assert ta.choose_splits(1, 64, 1, 4096, sms, block_n=64) == 8
 
 
 def test_public_path(device, gen):
