@@ -169,7 +169,7 @@ def _decode_words(words, ROWS: tl.constexpr, COLS: tl.constexpr, HW_CVT: tl.cons
     Why words: decoded from bytes, Triton moves the tile's layout change (to the MMA operand
     layout) before the decode, onto the 8-bit codes, and reads the transposed V operand from
     shared memory one byte per instruction (LDS.U8: 128 per thread and 64-key step at head_dim
-    256, the kernel's largest instruction count). The four values of a word come out of one
+    256). The four values of a word come out of one
     conversion and are interleaved by join + reshape, which the layout change cannot cross:
     it then moves fp16 with 16-byte stores and ldmatrix."""
     if HW_CVT:
@@ -209,12 +209,10 @@ def _table_lookup(table_row, pos, end, TABLE_COLS, BLOCK_SIZE: tl.constexpr):
 @triton.jit
 def _decode_kernel(q_ptr, kc_ptr, vc_ptr, table_ptr, lens_ptr, ks_ptr, vs_ptr, out_ptr,
                    acc_ws, ml_ws, qk_scale, v_fold, Q_LEN, HQ, HKV, ROW_STRIDE, ROW_WORDS,
-                   TABLE_STRIDE,
-                   TABLE_COLS, NUM_BLOCKS, WINDOW, SPLITS,
+                   TABLE_STRIDE, TABLE_COLS, NUM_BLOCKS, WINDOW, SPLITS,
                    GROUP: tl.constexpr, BLOCK_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_R: tl.constexpr,
-                   BLOCK_N: tl.constexpr,
-                   ROW_BLOCKS: tl.constexpr, SINGLE: tl.constexpr, K_PER_HEAD: tl.constexpr,
+                   BLOCK_N: tl.constexpr, ROW_BLOCKS: tl.constexpr, SINGLE: tl.constexpr, K_PER_HEAD: tl.constexpr,
                    V_PER_HEAD: tl.constexpr, HW_CVT: tl.constexpr, DOT_F32: tl.constexpr,
                    HAS_WINDOW: tl.constexpr, BF16_BY_BITS: tl.constexpr,
                    WORDS: tl.constexpr, PREFETCH: tl.constexpr, V_FIRST: tl.constexpr):
