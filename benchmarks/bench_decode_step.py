@@ -433,6 +433,15 @@ def attention_rows(args, recipe, layers, attns, batch, context, shape, device, g
     return rows
 
 
+def default_config(head_dim: int) -> str | None:
+    """The Triton launcher's config for a head dim (what the "default" rows ran on a GPU)."""
+    try:
+        from nvfp4_kernels.backends.triton import attention as ta
+    except ImportError:  # no Triton: the rows came from another backend
+        return None
+    return config_name(ta.config_for(head_dim))
+
+
 def run_kernel_only(args, device):
     """nk.attention.decode alone: batch 8-32, context 4K-32K, 32 q / 16 kv heads x 256, no
     window (every key read), vs gather-to-bf16 + SDPA on the same cache; plus the two Gemma
@@ -447,7 +456,12 @@ def run_kernel_only(args, device):
         shapes = [("gqa2_d256", LayerKind(16, 256, 0, 1e4, True), 32),
                   ("sliding_w1024_d256", GEMMA4_31B.sliding, 32),
                   ("full_d512", GEMMA4_31B.full, 32)]
-        grid = [(b, c) for b in args.kernel_batches for c in args.kernel_contexts]
+        # --sweep: two contexts (4K, 32K) unless given, to keep the sweep near 100 s on an H100,
+        # and batch 1 too (the split count matters most there).
+        contexts = args.kernel_contexts or ([4096, 32768] if args.sweep
+                                            else [4096, 8192, 16384, 32768])
+        batches = args.kernel_batches or ([1, 8, 16, 32] if args.sweep else [8, 16, 32])
+        grid = [(b, c) for b in batches for c in contexts]
     rows = []
     for name, kind, q_heads in shapes:
         for batch, context in grid:
@@ -462,7 +476,8 @@ def run_kernel_only(args, device):
             fields = dict(kind="kernel", shape=name, batch=batch, context=context,
                           q_heads=q_heads, kv_heads=kind.kv_heads, head_dim=kind.head_dim,
                           window=kind.window, block_size=args.block_size)
-            rows.append(dict(fields, op="fp8_decode", config="default", ms=ms, bytes=nbytes,
+            rows.append(dict(fields, op="fp8_decode", config="default",
+                             default_config=default_config(kind.head_dim), ms=ms, bytes=nbytes,
                              bandwidth_GBps=nbytes / (ms * 1e-3) / 1e9,
                              fraction_of_copy=nbytes / (ms * 1e-3) / copy_bw,
                              gather_sdpa_ms=base, speedup_vs_gather_sdpa=base / ms))
@@ -475,22 +490,41 @@ def run_kernel_only(args, device):
     return rows
 
 
+def config_name(cfg) -> str:
+    """(64, 4, 1, True, True) -> "64x4x1xprefetch", (64, 4, 1, False, False) -> "64x4x1xbytes",
+    (64, 4, 1) -> "64x4x1" (word loads, no table prefetch): one CSV field, no commas."""
+    words, prefetch = (tuple(cfg[3:]) + (True, False)[len(cfg[3:]):])[:2]
+    return "x".join(str(int(v)) for v in cfg[:3]) + ("" if words else "xbytes") + \
+        ("xprefetch" if prefetch else "")
+
+
 def sweep(attn, q, fields, nbytes, copy_bw, timed):
     from nvfp4_kernels.backends.triton import attention as ta
     rows = []
     q4 = q.unsqueeze(1)
     vc = attn.vc
-    for cfg in ta.CANDIDATES:
-        def call(cfg=cfg):
+    default = ta.config_for(attn.kind.head_dim)
+    auto = ta.auto_splits(q4, attn.kc, attn.table, attn.kind.window, attn.seq_len, default[0])
+    # Every candidate at the launcher's split count, then the default config at half and twice
+    # that count (is choose_splits' WAVES / MIN_SPLIT_KEYS right for this shape?).
+    runs = [(cfg, 0) for cfg in ta.CANDIDATES]
+    runs += [(default, n) for n in sorted({max(1, auto // 2), auto * 2} - {auto})]
+    for cfg, splits in runs:
+        def call(cfg=cfg, splits=splits):
             return ta.attention_decode(q4, attn.kc, vc, attn.table, attn.lens, attn.k_scale,
                                        None if vc is None else attn.v_scale, 1.0,
-                                       attn.kind.window, attn.seq_len, 0, config=cfg)
+                                       attn.kind.window, attn.seq_len, splits, config=cfg)
+        name = config_name(cfg)
+        launched = splits or ta.auto_splits(q4, attn.kc, attn.table, attn.kind.window,
+                                            attn.seq_len, cfg[0])
+        run_fields = dict(fields, op="fp8_decode", config=name, splits=launched,
+                          auto_splits=auto)
         try:
             ms = timed(call, [()])
         except Exception as exc:  # noqa: BLE001 (a candidate that does not compile is a result)
-            rows.append(dict(fields, op="fp8_decode", config=str(cfg), error=str(exc)[:160]))
+            rows.append(dict(run_fields, error=str(exc)[:160]))
             continue
-        rows.append(dict(fields, op="fp8_decode", config=str(cfg), ms=ms, bytes=nbytes,
+        rows.append(dict(run_fields, ms=ms, bytes=nbytes,
                          bandwidth_GBps=nbytes / (ms * 1e-3) / 1e9,
                          fraction_of_copy=nbytes / (ms * 1e-3) / copy_bw))
         print(rows[-1], flush=True)
@@ -574,8 +608,10 @@ def main(argv=None):
                    help="force the attention/KV-cache backend (default: automatic)")
     p.add_argument("--kernel-only", action="store_true",
                    help="the decode attention kernel alone vs gather-to-bf16 + SDPA")
-    p.add_argument("--kernel-batches", nargs="+", type=int, default=[8, 16, 32])
-    p.add_argument("--kernel-contexts", nargs="+", type=int, default=[4096, 8192, 16384, 32768])
+    p.add_argument("--kernel-batches", nargs="+", type=int, default=None,
+                   help="--kernel-only batches (default 8 16 32; with --sweep 1 8 16 32)")
+    p.add_argument("--kernel-contexts", nargs="+", type=int, default=None,
+                   help="--kernel-only contexts (default 4K 8K 16K 32K; with --sweep 4K 32K)")
     p.add_argument("--sweep", action="store_true",
                    help="--kernel-only: also time every Triton config candidate")
     return run(p.parse_args(argv))

@@ -201,13 +201,18 @@ def event_ms(fn, device: torch.device, repeats: int) -> float:
 
 def write_csv(path, rows: list[dict], comment: str | None = None) -> None:
     """rows as CSV (the union of their keys as columns), after an optional '# comment' line."""
+    import csv
+
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["op"]
-    with open(path, "w") as f:
+    with open(path, "w", newline="") as f:
         if comment is not None:
             f.write("# " + comment + "\n")
-        f.write(",".join(keys) + "\n")
+        # The csv module quotes values holding commas (error messages, tuples), which a plain
+        # join would spread over the following columns.
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(keys)
         for r in rows:
-            f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + "\n")
+            writer.writerow(["" if r.get(k) is None else str(r.get(k)) for k in keys])
 
 
 def write_results(name: str, rows: list[dict], out_dir: str, plot=None) -> Path:

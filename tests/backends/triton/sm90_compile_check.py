@@ -15,6 +15,7 @@ cuobjdump disassembles from the cubin:
   register spills or a stack frame); null when no SASS could be produced
 - shared: shared memory bytes from Triton's metadata
 - sass_hgmma / sass_hmma / sass_ffma: tensor-core and float32 FMA instructions in the SASS
+- sass_ldg_u8 / sass_lds_u8: byte-wide global / shared loads
 - sass_ldg128 / sass_ldg128_const: 16-byte global loads (all / read-only ``.CONSTANT`` ones)
 - registers: registers per thread from the cubin's resource usage (null if unreadable)
 """
@@ -165,28 +166,32 @@ def _specs():
     # sliding (32 q / 16 kv heads at 256, window, bf16 q) and full (32 q / 4 kv at 512, K = V);
     # split-KV (partials to the workspaces), e4m3 decoded by the SM89+ instruction.
     def attention_spec(name, dim, group, window):
-        block_n, warps, stages = attention.config_for(dim)
+        block_n, warps, stages, words, prefetch = attention.config_for(dim)
         sig = {"q_ptr": "*bf16", "kc_ptr": "*u8", "vc_ptr": "*u8", "table_ptr": "*i32",
                "lens_ptr": "*i32", "ks_ptr": "*fp32", "vs_ptr": "*fp32", "out_ptr": "*bf16",
                "acc_ws": "*fp32", "ml_ws": "*fp32", "qk_scale": "fp32", "v_fold": "fp32",
                "Q_LEN": "i32", "HQ": "i32", "HKV": "i32", "ROW_STRIDE": "i32",
-               "TABLE_STRIDE": "i32", "TABLE_COLS": "i32", "NUM_BLOCKS": "i32", "WINDOW": "i32",
+               "ROW_WORDS": "i32", "TABLE_STRIDE": "i32", "TABLE_COLS": "i32",
+               "NUM_BLOCKS": "i32", "WINDOW": "i32",
                "SPLITS": "i32"}
-        const = dict(GROUP=group, BLOCK_SIZE=16, HEAD_DIM=dim, BLOCK_D=dim,
+        const = dict(GROUP=group, BLOCK_SIZE=16, HEAD_DIM=dim, BLOCK_D=dim, BLOCK_W=dim // 4,
                      BLOCK_R=attention.rows_per_program(group, dim), BLOCK_N=block_n,
                      ROW_BLOCKS=1, SINGLE=False, K_PER_HEAD=False, V_PER_HEAD=False, HW_CVT=True,
-                     DOT_F32=False, HAS_WINDOW=window, BF16_BY_BITS=False)
-        # kv_heads * head_dim (ROW_STRIDE) is a multiple of 16 for every real cache.
-        div16 = [k for k, v in sig.items() if v.startswith("*")] + ["ROW_STRIDE"]
+                     DOT_F32=False, HAS_WINDOW=window, BF16_BY_BITS=False, WORDS=words,
+                     PREFETCH=prefetch, V_FIRST=stages == 1)
+        # kv_heads * head_dim (ROW_STRIDE, in bytes and in words) is a multiple of 16 for
+        # Gemma's caches (16 x 256, 4 x 512).
+        div16 = [k for k, v in sig.items() if v.startswith("*")] + ["ROW_STRIDE", "ROW_WORDS"]
         specs.append((name, attention._decode_kernel, sig, const, div16, warps, stages,
-                      {"block_n": block_n}))
+                      {"block_n": block_n, "words": words, "prefetch": prefetch}))
 
     attention_spec("attention_decode_d256", 256, 2, True)
     attention_spec("attention_decode_d512", 512, 8, False)
     specs.append(("attention_combine", attention._combine_kernel,
                   {"acc_ws": "*fp32", "ml_ws": "*fp32", "out_ptr": "*bf16", "SPLITS": "i32"},
-                  dict(HEAD_DIM=256, BLOCK_D=256, BF16_BY_BITS=False),
-                  ["acc_ws", "ml_ws", "out_ptr"], 2, 3, {}))
+                  dict(HEAD_DIM=256, BLOCK_D=attention.COMBINE_BLOCK_D,
+                       BLOCK_S=attention.COMBINE_BLOCK_S, BF16_BY_BITS=False),
+                  ["acc_ws", "ml_ws", "out_ptr"], 4, 3, {}))
     return specs
 
 
@@ -258,6 +263,7 @@ def main() -> int:
                 sass_hgmma=_count(r"\bHGMMA\b", sass), sass_hmma=_count(r"\bHMMA\b", sass),
                 ftz_ex2=_count(r"\bex2\.approx\.ftz\.f32\b", ptx),
                 sass_ldg_u8=_count(r"\bLDG\.E\.U8\b", sass),
+                sass_lds_u8=_count(r"\bLDS\.U8\b", sass),
                 sass_ld_128=_count(r"\b(?:LDG\.E|LDGSTS\.E(?:\.BYPASS)?)\.128\b", sass),
                 sass_ffma=_count(r"\bFFMA\b", sass),
                 sass_ldg128=_count(r"\bLDG\.E\.128\b", sass),

@@ -146,6 +146,33 @@ def test_bit_decode_path_matches(device, gen):
     assert_close(run(case, num_splits=2, hw_cvt=False), expected(case), torch.float16)
 
 
+@pytest.mark.parametrize("dim,config", [(64, (32, 4, 1, False)), (18, None), (64, (16, 4, 2))])
+def test_byte_load_path_matches(dim, config, device, gen):
+    """Byte loads (no word loads): forced by the config's fourth element, or a head dim that is
+    not a multiple of 4 (18); a 3-tuple config keeps word loads."""
+    case = make_case(gen, device, batch=2, dim=dim, lens=[70, 9])
+    assert_close(run(case, num_splits=2, config=config), expected(case), torch.float16)
+
+
+def test_every_candidate_config_matches(device, gen):
+    """What the benchmark's --sweep times must be correct too (one small case each)."""
+    case = make_case(gen, device, batch=1, hq=2, hkv=1, dim=32, lens=[150], cols=10,
+                     num_blocks=10)
+    want = expected(case)
+    for config in ta.CANDIDATES + (ta.config_for(256), ta.config_for(512)):
+        assert_close(run(case, num_splits=2, config=config), want, torch.float16)
+
+
+def test_combine_over_more_splits_than_one_step(device, gen):
+    """More splits than the combine's BLOCK_S per step (partial last step), some of them empty
+    (sequence shorter than the split count times BLOCK_N)."""
+    case = make_case(gen, device, batch=2, lens=[75, 3], cols=5)
+    splits = ta.COMBINE_BLOCK_S + 3
+    out = run(case, num_splits=splits, config=(16, 4, 1))
+    assert_close(out, expected(case), torch.float16)
+    assert torch.equal(out.cpu(), run(case, num_splits=splits, config=(16, 4, 1)).cpu())
+
+
 def test_choose_splits_fills_the_gpu_without_tiny_splits():
     sms = 132
     # Batch 1, 32K keys, 16 KV heads: many splits, each >= MIN_SPLIT_KEYS keys.
@@ -155,6 +182,9 @@ def test_choose_splits_fills_the_gpu_without_tiny_splits():
     assert ta.choose_splits(8, 16, 1, 300, sms) == 2
     assert ta.choose_splits(64, 16, 1, 32768, sms) == 1
     assert ta.choose_splits(0, 16, 1, 0, sms) == 1
+    # Splits rounded up to BLOCK_N keys: 9 wanted, 8 of 512 cover 4096 keys (no empty split).
+    assert ta.choose_splits(1, 64, 1, 4096, sms) == 9
+    assert ta.choose_splits(1, 64, 1, 4096, sms, block_n=64) == 8
 
 
 def test_public_path(device, gen):

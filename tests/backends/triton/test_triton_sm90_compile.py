@@ -142,6 +142,9 @@ def test_attention_reads_the_cache_with_16_byte_loads(result):
         k = result["kernels"][name]
         assert k["sass_ld_128"] > 0, f"{name}: no 16-byte global loads in the SASS"
         assert k["sass_ldg_u8"] == 0, f"{name}: byte-wide global loads of the cache"
+        # Word loads: the tile reaches the MMA operand layout as fp16 (ldmatrix), not as codes
+        # read back from shared memory a byte per instruction.
+        assert k["config"]["words"] and k["sass_lds_u8"] == 0, f"{name}: LDS.U8 in the SASS"
         assert k["mma_sync"] + k["wgmma"] > 0, f"{name}: no tensor-core MMA"
 
 
