@@ -97,8 +97,7 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
     if (vec)
-      quantize_kernel<T, true>
-          <<<grid_for(slots * threads_per_slot<true>()), kThreads, 0, stream>>>(in, gs, d, sc, s);
+      quantize_kernel<T, true><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
     else
       quantize_kernel<T, false><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
   });
@@ -140,9 +139,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const int64_t numel = x.numel();
   const int64_t slots = s.scale_rows * s.scale_cols;
-  auto quantize_blocks = [&](bool vec) {
-    return slots ? grid_for(slots * (vec ? threads_per_slot<true>() : 1)) : 1u;
-  };
+  const unsigned int quantize_blocks = slots ? grid_for(slots) : 1u;
   with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
     if (numel > 0) {
@@ -159,10 +156,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     if (vec)
-      quantize_computed_scale_kernel<T, true><<<quantize_blocks(true), kThreads, 0, stream>>>(
+      quantize_computed_scale_kernel<T, true><<<quantize_blocks, kThreads, 0, stream>>>(
           in, d, sc, s, out);
     else
-      quantize_computed_scale_kernel<T, false><<<quantize_blocks(false), kThreads, 0, stream>>>(
+      quantize_computed_scale_kernel<T, false><<<quantize_blocks, kThreads, 0, stream>>>(
           in, d, sc, s, out);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

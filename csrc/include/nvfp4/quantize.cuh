@@ -19,38 +19,32 @@ __device__ __forceinline__ int64_t scale_index(const QuantizeShape& s, int64_t r
   return s.swizzled ? swizzled_offset(r, c, s.scale_cols) : r * s.scale_cols + c;
 }
 
-// The block scale and the reciprocal that quantizes with it, from the block's max |v| (NaN flag
-// separate: fmaxf drops NaN). s = e4m3(min(gs * (amax * (1/6)), 448)); __fmul_rn keeps each
-// product a separate rounding. A NaN in the block makes s the e4m3 NaN (0x7F), as the
-// reference's amax and clamp propagate it; then inv is NaN and every code 0 (docs/format.md).
-// inv = 1 / (s * (1/gs)), both reciprocals IEEE round-to-nearest as the reference divides.
-__device__ __forceinline__ uint8_t block_scale(float amax, bool nan, float gs, float& inv) {
-  const float scaled = nan ? __int_as_float(0x7fffffff)
-                           : fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
-  const uint8_t s8 = e4m3_from_float(scaled);
-  const float s32 = e4m3_to_float(s8);
-  inv = s32 == 0.0f ? 0.0f : __frcp_rn(__fmul_rn(s32, __frcp_rn(gs)));
-  return s8;
-}
-
-// N inputs times inv -> N/2 packed E2M1 bytes, element 2i in the low nibble of byte i.
-template <int N>
-__device__ __forceinline__ void pack_codes(const float (&v)[N], float inv,
-                                           uint32_t (&packed)[N / 8]) {
+// The 16 inputs of one block as float. VEC: with 16-byte loads (2 for bf16/fp16, 4 for float32;
+// the launcher checks that x is 16-byte aligned, and a block starts 16*sizeof(T) bytes into a
+// row whose pitch is a multiple of that, so every block is aligned then). The old kernel issued
+// 16 scalar loads per thread; wide loads cut the load instructions 8x (bf16).
+template <bool VEC, class T>
+__device__ __forceinline__ void load_block(const T* __restrict__ in, float (&v)[kBlock]) {
+  if constexpr (VEC) {
+    constexpr int kPer = 16 / static_cast<int>(sizeof(T));
 #pragma unroll
-  for (int i = 0; i < N / 8; ++i) packed[i] = 0u;
+    for (int j = 0; j < kBlock / kPer; ++j) {
+      const uint4 u = reinterpret_cast<const uint4*>(in)[j];
+      const T* e = reinterpret_cast<const T*>(&u);
 #pragma unroll
-  for (int i = 0; i < N; i += 2) {
-    const uint32_t byte = e2m1x2(__fmul_rn(v[i], inv), __fmul_rn(v[i + 1], inv));
-    packed[i / 8] |= byte << ((i % 8) * 4);
+      for (int k = 0; k < kPer; ++k) v[j * kPer + k] = to_float(e[k]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kBlock; ++i) v[i] = to_float(in[i]);
   }
 }
 
-// The work of one scale slot (slot = r * scale_cols + c) in one thread (unaligned inputs): its
-// 16 inputs -> 8 packed bytes and one e4m3 scale. Padding slots (swizzled layout) are written as
-// zero so the swizzled output never holds stale memory. `global_scale()` is called after the
-// loads are issued, so the scale's own load overlaps them.
-template <class T, class GlobalScale>
+// The work of one scale slot (slot = r * scale_cols + c): its 16 inputs -> 8 packed bytes and one
+// e4m3 scale. Padding slots (swizzled layout) are written as zero so the swizzled output never
+// holds stale memory. `global_scale()` is called after the loads are issued, so the scale's own
+// load overlaps them.
+template <bool VEC, class T, class GlobalScale>
 __device__ __forceinline__ void quantize_slot(const T* __restrict__ x, int64_t slot,
                                               uint8_t* __restrict__ data,
                                               uint8_t* __restrict__ scale,
@@ -62,8 +56,7 @@ __device__ __forceinline__ void quantize_slot(const T* __restrict__ x, int64_t s
   }
   const T* in = x + r * s.cols + c * kBlock;
   float v[kBlock];
-#pragma unroll
-  for (int i = 0; i < kBlock; ++i) v[i] = to_float(in[i]);
+  load_block<VEC>(in, v);
   float amax = 0.0f;
   bool nan = false;
 #pragma unroll
@@ -71,90 +64,32 @@ __device__ __forceinline__ void quantize_slot(const T* __restrict__ x, int64_t s
     amax = fmaxf(amax, fabsf(v[i]));
     nan |= v[i] != v[i];
   }
-  float inv;
-  const uint8_t s8 = block_scale(amax, nan, global_scale(), inv);
-  uint32_t packed[2];
-  pack_codes(v, inv, packed);
+  const float gs = global_scale();
+  // s = e4m3(min(gs * (amax * (1/6)), 448)); __fmul_rn keeps each product a separate rounding.
+  // A NaN in the block makes s the e4m3 NaN (0x7F), as the reference's amax and clamp propagate
+  // it (fmaxf/fminf would drop it); then inv is NaN and every code 0 (docs/format.md).
+  const float scaled = nan ? __int_as_float(0x7fffffff)
+                           : fminf(__fmul_rn(gs, __fmul_rn(amax, 1.0f / 6.0f)), 448.0f);
+  const uint8_t s8 = e4m3_from_float(scaled);
+  const float s32 = e4m3_to_float(s8);
+  // inv = 1 / (s * (1/gs)), both reciprocals IEEE round-to-nearest as the reference divides.
+  const float inv = s32 == 0.0f ? 0.0f : __frcp_rn(__fmul_rn(s32, __frcp_rn(gs)));
+  uint32_t packed[2] = {0u, 0u};
+#pragma unroll
+  for (int i = 0; i < kBlock; i += 2) {
+    const uint32_t byte = e2m1x2(__fmul_rn(v[i], inv), __fmul_rn(v[i + 1], inv));
+    packed[i / 8] |= byte << ((i % 8) * 4);
+  }
+  // data row r holds cols/2 bytes; this block's 8 bytes start at c*8, 8-byte aligned whenever
+  // the row pitch is (the launcher falls back to byte stores otherwise).
   uint8_t* out = data + r * (s.cols / 2) + c * (kBlock / 2);
+  if ((reinterpret_cast<uintptr_t>(out) & 7u) == 0) {
+    *reinterpret_cast<uint2*>(out) = make_uint2(packed[0], packed[1]);
+  } else {
 #pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(packed[i / 4] >> ((i % 4) * 8));
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(packed[i / 4] >> ((i % 4) * 8));
+  }
   scale[scale_index(s, r, c)] = s8;
-}
-
-// The aligned path: two threads per scale slot (thread t: slot t / 2, inputs 8 * (t % 2) ..
-// + 7), so one 16-byte load per thread (bf16/fp16) and a warp reads 512 contiguous bytes per
-// load; with one thread per slot each load instruction touched 1 KB half-used (the previous
-// kernel: 68-70 % of copy bandwidth on the H100). The two halves meet with one shuffle for the
-// block's max and NaN flag and compute the same scale bit for bit; each writes 4 packed bytes,
-// the even one the scale. Every lane reaches the shuffles (no early return before them).
-// Needs x 16-byte aligned with rows a multiple of 16 bytes (the launcher's `vec` check).
-template <class T, class GlobalScale>
-__device__ __forceinline__ void quantize_half_slot(const T* __restrict__ x, int64_t thread,
-                                                   int64_t slots, uint8_t* __restrict__ data,
-                                                   uint8_t* __restrict__ scale,
-                                                   const QuantizeShape& s,
-                                                   GlobalScale global_scale) {
-  constexpr int kHalf = kBlock / 2;
-  constexpr int kPer = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte load
-  const int64_t slot = thread >> 1;
-  const int half = static_cast<int>(thread & 1);
-  const int64_t r = slot / s.scale_cols, c = slot % s.scale_cols;
-  const bool in_range = slot < slots;
-  const bool real = in_range && r < s.rows && c * kBlock < s.cols;
-  float v[kHalf];
-  if (real) {
-    const uint4* in = reinterpret_cast<const uint4*>(x + r * s.cols + c * kBlock + half * kHalf);
-#pragma unroll
-    for (int j = 0; j < kHalf / kPer; ++j) {
-      const uint4 u = in[j];
-      const T* e = reinterpret_cast<const T*>(&u);
-#pragma unroll
-      for (int k = 0; k < kPer; ++k) v[j * kPer + k] = to_float(e[k]);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kHalf; ++i) v[i] = 0.0f;
-  }
-  float amax = 0.0f;
-  bool nan = false;
-#pragma unroll
-  for (int i = 0; i < kHalf; ++i) {
-    amax = fmaxf(amax, fabsf(v[i]));
-    nan |= v[i] != v[i];
-  }
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-  nan = (__shfl_xor_sync(0xffffffffu, static_cast<int>(nan), 1) != 0) || nan;
-  if (!in_range) return;
-  if (!real) {
-    if (half == 0) scale[scale_index(s, r, c)] = 0;
-    return;
-  }
-  float inv;
-  const uint8_t s8 = block_scale(amax, nan, global_scale(), inv);
-  uint32_t packed[1];
-  pack_codes(v, inv, packed);
-  // data row r holds cols/2 bytes (a multiple of 8): this half's 4 bytes are 4-byte aligned.
-  *reinterpret_cast<uint32_t*>(data + r * (s.cols / 2) + c * (kBlock / 2) + half * 4) = packed[0];
-  if (half == 0) scale[scale_index(s, r, c)] = s8;
-}
-
-// One thread per slot, or (VEC) two: the launcher's thread count.
-template <bool VEC>
-__host__ __device__ constexpr int64_t threads_per_slot() { return VEC ? 2 : 1; }
-
-// A kernel thread's share of the work: quantize_half_slot (VEC) or quantize_slot.
-template <bool VEC, class T, class GlobalScale>
-__device__ __forceinline__ void quantize_thread(const T* __restrict__ x, int64_t thread,
-                                                uint8_t* __restrict__ data,
-                                                uint8_t* __restrict__ scale,
-                                                const QuantizeShape& s, GlobalScale global_scale) {
-  const int64_t slots = s.scale_rows * s.scale_cols;
-  if constexpr (VEC) {
-    quantize_half_slot(x, thread, slots, data, scale, s, global_scale);
-  } else {
-    if (thread >= slots) return;
-    quantize_slot(x, thread, data, scale, s, global_scale);
-  }
 }
 
 // Grid: one thread per scale slot, padding slots included. Consecutive threads own consecutive
@@ -163,8 +98,9 @@ template <class T, bool VEC = false>
 __global__ void quantize_kernel(const T* __restrict__ x, const float* __restrict__ global_scale,
                                 uint8_t* __restrict__ data, uint8_t* __restrict__ scale,
                                 QuantizeShape s) {
-  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  quantize_thread<VEC>(x, thread, data, scale, s, [&] { return *global_scale; });
+  const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (slot >= s.scale_rows * s.scale_cols) return;
+  quantize_slot<VEC>(x, slot, data, scale, s, [&] { return *global_scale; });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +210,9 @@ __global__ void quantize_computed_scale_kernel(const T* __restrict__ x,
       o.alpha[j] = __fdiv_rn(o.weight_alpha[j], gs);
   }
   const int64_t block = static_cast<int64_t>(gridDim.x) - 1 - blockIdx.x;
-  quantize_thread<VEC>(x, block * blockDim.x + threadIdx.x, data, scale, s, [&] { return gs; });
+  const int64_t slot = block * blockDim.x + threadIdx.x;
+  if (slot >= s.scale_rows * s.scale_cols) return;
+  quantize_slot<VEC>(x, slot, data, scale, s, [&] { return gs; });
 }
 
 }  // namespace nvfp4
