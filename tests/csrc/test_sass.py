@@ -132,3 +132,15 @@ def test_sm90_dequantize_is_vectorized_and_spill_free():
         assert "STG.E.128" in sass, f"{name}: no 16-byte stores"
         assert re.search(r"\bHMUL2\b", sass), f"{name}: no packed fp16 scale multiply"
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+
+
+def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
+    """csrc/include/nvfp4/mid_gemm.cuh: every instantiation (3 activation kinds x 4 token-tile
+    counts x 4 launch shapes) runs mma.sync m16n8k16 with fp32 accumulation, streams 16-byte
+    cp.async copies into its shared-memory ring, and keeps everything in registers."""
+    kernels = _functions("sm_90a", "mid_gemm_kernel")
+    assert len(kernels) == 3 * 4 * C.MID_GEMM_VARIANTS, sorted(kernels)
+    for name, sass in kernels.items():
+        assert re.search(r"\bHMMA\.16816\.F32\b", sass), f"{name}: no m16n8k16 MMA"
+        assert "LDGSTS.E.BYPASS.128" in sass, f"{name}: no 16-byte cp.async"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
