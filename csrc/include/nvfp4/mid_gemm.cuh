@@ -24,8 +24,13 @@
 //   (g, t) reads unit 4t + J for word J of its 32 values, so unit u of row r is stored at unit
 //   u ^ (((u >> 3) & 1) << 1) ^ (r & 1): each quarter-warp of a 16-byte shared load then hits 8
 //   different 16-byte bank groups (conflict-free), and each 8 consecutive copies of the staging
-//   write 8 different groups. Packed activations (W4A4): 64-byte rows (a lane's 16 bytes at 16t:
-//   conflict-free as is) + 8 scale bytes per row.
+//   write 8 different groups.
+// * Packed activations (W4A4) are staged raw (64 bytes + 8 scale bytes per token row) and
+//   decoded ONCE per CTA, one chunk ahead of the MMAs, into the same operand rows (fp16
+//   lut * s * 2^-14, already in the MMA's pair order, so the warps read them without a byte
+//   permute): decoding them in every warp, as the decode kernel does, took 1154 instead of 690
+//   instructions per warp and chunk. The decode-ahead costs a stage of copies in flight, so W4A4
+//   gets one more stage.
 // * Split-K over gridDim.y CTAs when N / rows-per-CTA cannot fill the GPU (o, down: N = 5376):
 //   each CTA writes its fp32 partial fragment to a workspace, the last CTA of a row tile to arrive
 //   (an atomic arrival counter, the only atomic) sums the partials in split order 0, 1, ... and
@@ -39,8 +44,8 @@
 //     i.e. per 16x16 weight tile and k16 step: 8 HMMA + ~38 others (weight decode ~18,
 //     activation shared loads + byte permutes ~10), ~5.7 instructions per weight.
 //   fp16, MT = 3 (M <= 24), default: 124 registers, loop 519 (48 HMMA).
-//   W4A4, MT = 8, default: 203 registers, loop 1154 (128 HMMA; every warp decodes the packed
-//     activations again: 389 LOP3, 192 HMUL2).
+//   W4A4, MT = 8, default: 190 registers, loop 690 (128 HMMA, no PRMT; includes this thread's
+//     share of the CTA's activation decode: 4 x (16-byte load, 4 pair decodes, 16-byte store)).
 //   bf16, MT = 8, NW 8 x WT 1 (variant 3): 131 registers, loop 487 (64 HMMA).
 #pragma once
 
@@ -71,20 +76,25 @@ struct Shape {
   static constexpr int kWeightSlotBytes = WT * 2 * 32 * (16 + 4);
 };
 
-// Bytes of one stage's activation chunk: MT * 8 token rows.
+// One stage's activation chunk, MT * 8 token rows: the 16-bit operand rows the MMAs read (256
+// bytes each, swizzled), then for packed activations (Act::kNvfp4) the raw copy they are
+// decoded from (64 bytes per row, then 8 scale bytes per row).
 template <Act A, int MT>
 struct ActTile {
   static constexpr int kTokens = MT * 8;
-  static constexpr int kRowBytes = A == Act::kNvfp4 ? kChunk / 2 : kChunk * 2;
-  static constexpr int kScaleOffset = kTokens * kRowBytes;  // Act::kNvfp4: 8 bytes per row
-  static constexpr int kBytes = kScaleOffset + (A == Act::kNvfp4 ? kTokens * 8 : 0);
+  static constexpr int kRawOffset = kTokens * kChunk * 2;
+  static constexpr int kScaleOffset = kRawOffset + kTokens * kChunk / 2;
+  static constexpr int kBytes = A == Act::kNvfp4 ? kScaleOffset + kTokens * 8 : kRawOffset;
 };
 
 template <Act A, int MT, class S>
 struct Layout {
+  // Packed activations are decoded one chunk ahead (see mid_gemm_kernel), which takes a stage
+  // out of the copies in flight: they get one more.
+  static constexpr int kStages = S::STAGES + (A == Act::kNvfp4 ? 1 : 0);
   static constexpr int kActBytes = ActTile<A, MT>::kBytes;
   static constexpr int kStageBytes = kActBytes + S::NW * S::kWeightSlotBytes;
-  static constexpr int kSmemBytes = S::STAGES * kStageBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes;
   // fp32 partial sums of one CTA (split-K workspace), in fragment order.
   static constexpr int kCtaElems = S::NW * S::WT * MT * 4 * 32;
 };
@@ -150,7 +160,8 @@ struct ActCopier {
       const int64_t rc = r < p.m ? r : p.m - 1;
       const int vals = A == Act::kNvfp4 ? 32 : 8;  // values per unit
       src[j] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u * 16;
-      dst[j] = A == Act::kNvfp4 ? r * 64 + u * 16 : r * 256 + act_unit(u, r) * 16;
+      dst[j] = A == Act::kNvfp4 ? ActTile<A, MT>::kRawOffset + r * 64 + u * 16
+                                : r * 256 + act_unit(u, r) * 16;
       k0[j] = row_ok ? u * vals : INT32_MAX;
     }
     if constexpr (A == Act::kNvfp4) {
@@ -193,33 +204,54 @@ struct ActCopier {
 
 // ---- the math of one chunk --------------------------------------------------------------------
 
-// What a lane keeps of the packed activations for a whole chunk (Act::kNvfp4): its 32 values and
-// their two block scales per token tile. 16-bit activations are read per word J instead.
-template <Act A, int MT>
-struct ActRegs {};
-template <int MT>
-struct ActRegs<Act::kNvfp4, MT> {
-  uint4 q[MT];
-  uint32_t s[MT][2];
-};
+// Packed activations (Act::kNvfp4): the CTA decodes a staged chunk once into the operand rows,
+// already in the MMA's pair order (decode_gemm::activation_word's), as fp16 lut * s * 2^-14
+// (exact, as in the decode kernel): thread (row r, quarter t) turns its 32 values into the four
+// 16-byte units 4t + J that lane (g = r % 8, t) reads. Rows past M and K were copied as zeros.
+template <int MT, int kThreads>
+__device__ __forceinline__ void decode_staged_activations(uint8_t* stage, int tid) {
+  using T = ActTile<Act::kNvfp4, MT>;
+  constexpr int kItems = MT * 8 * 4;
+#pragma unroll
+  for (int j = 0; j < (kItems + kThreads - 1) / kThreads; ++j) {
+    const int idx = tid + j * kThreads;
+    if (kItems % kThreads != 0 && idx >= kItems) break;
+    const int r = idx >> 2, t = idx & 3;
+    const uint4 q = *reinterpret_cast<const uint4*>(stage + T::kRawOffset + r * 64 + 16 * t);
+    const uint32_t two =
+        *reinterpret_cast<const uint16_t*>(stage + T::kScaleOffset + r * 8 + 2 * t);
+    uint32_t s0, s1;
+    scale_pair(two, false, s0, s1);
+#pragma unroll
+    for (int J = 0; J < 4; ++J) {
+      const uint32_t w = J == 0 ? q.x : J == 1 ? q.y : J == 2 ? q.z : q.w;
+      const uint32_t sc = J < 2 ? s0 : s1;
+      uint4 v;
+      v.x = hmul2_bits(e2m1_pair_half<0>(w), sc, false);
+      v.y = hmul2_bits(e2m1_pair_half<1>(w), sc, false);
+      v.z = hmul2_bits(e2m1_pair_half<2>(w), sc, false);
+      v.w = hmul2_bits(e2m1_pair_half<3>(w), sc, false);
+      *reinterpret_cast<uint4*>(stage + r * 256 + act_unit(4 * t + J, r) * 16) = v;
+    }
+  }
+}
 
 // The B operands of MMA steps 2J, 2J+1 for token tile mt (decode_gemm::activation_word's order).
 template <Act A, int MT, int J>
 __device__ __forceinline__ void act_operands(uint32_t (&b)[MT][2][2], const uint8_t* act,
-                                             const ActRegs<A, MT>& x, uint32_t lane_off) {
+                                             uint32_t lane_off) {
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
+    // Row mt * 8 + g: rows of one lane differ by 8 (same parity), so the lane's swizzled offset
+    // for word J is lane_off ^ (J * 16) plus mt * 8 rows.
+    const uint4 v = *reinterpret_cast<const uint4*>(act + mt * 8 * 256 + (lane_off ^ (J * 16)));
     if constexpr (A == Act::kNvfp4) {
-      const uint32_t q = J == 0 ? x.q[mt].x : J == 1 ? x.q[mt].y : J == 2 ? x.q[mt].z : x.q[mt].w;
-      const uint32_t s = x.s[mt][J / 2];
-      b[mt][0][0] = hmul2_bits(e2m1_pair_half<0>(q), s, false);
-      b[mt][0][1] = hmul2_bits(e2m1_pair_half<1>(q), s, false);
-      b[mt][1][0] = hmul2_bits(e2m1_pair_half<2>(q), s, false);
-      b[mt][1][1] = hmul2_bits(e2m1_pair_half<3>(q), s, false);
+      // Decoded by decode_staged_activations in pair order already.
+      b[mt][0][0] = v.x;
+      b[mt][0][1] = v.y;
+      b[mt][1][0] = v.z;
+      b[mt][1][1] = v.w;
     } else {
-      // Row mt * 8 + g: rows of one lane differ by 8 (same parity), so the lane's swizzled
-      // offset for word J is lane_off ^ (J * 16) plus mt * 8 rows.
-      const uint4 v = *reinterpret_cast<const uint4*>(act + mt * 8 * 256 + (lane_off ^ (J * 16)));
       b[mt][0][0] = __byte_perm(v.x, v.z, 0x5410);
       b[mt][0][1] = __byte_perm(v.x, v.z, 0x7632);
       b[mt][1][0] = __byte_perm(v.y, v.w, 0x5410);
@@ -232,10 +264,10 @@ template <Act A, int MT, int WT, int J>
 __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4],
                                          const decode_gemm::WeightChunk<WT>& w,
                                          const uint32_t (&sc)[WT][2][2], const uint8_t* act,
-                                         const ActRegs<A, MT>& x, uint32_t lane_off) {
+                                         uint32_t lane_off) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t b[MT][2][2];
-  act_operands<A, MT, J>(b, act, x, lane_off);
+  act_operands<A, MT, J>(b, act, lane_off);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
 #pragma unroll
@@ -255,29 +287,17 @@ __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4],
 template <Act A, int MT, int WT>
 __device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4],
                                               const decode_gemm::WeightChunk<WT>& w,
-                                              const uint8_t* act, int lane, uint32_t lane_off) {
+                                              const uint8_t* act, uint32_t lane_off) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
 #pragma unroll
   for (int i = 0; i < WT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
-  ActRegs<A, MT> x;
-  if constexpr (A == Act::kNvfp4) {
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      const int r = mt * 8 + g;
-      x.q[mt] = *reinterpret_cast<const uint4*>(act + r * 64 + 16 * t);
-      const uint32_t two = *reinterpret_cast<const uint16_t*>(act + ActTile<A, MT>::kScaleOffset +
-                                                             r * 8 + 2 * t);
-      scale_pair(two, false, x.s[mt][0], x.s[mt][1]);
-    }
-  }
-  mma_word<A, MT, WT, 0>(acc, w, sc, act, x, lane_off);
-  mma_word<A, MT, WT, 1>(acc, w, sc, act, x, lane_off);
-  mma_word<A, MT, WT, 2>(acc, w, sc, act, x, lane_off);
-  mma_word<A, MT, WT, 3>(acc, w, sc, act, x, lane_off);
+  mma_word<A, MT, WT, 0>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 1>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 2>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 3>(acc, w, sc, act, lane_off);
 }
 
 // Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
@@ -287,9 +307,11 @@ template <Act A, int MT, class S>
 __global__ void __launch_bounds__(S::kThreads, 1)
     mid_gemm_kernel(const Params p, float* __restrict__ partials, int* __restrict__ arrivals) {
   using L = Layout<A, MT, S>;
-  constexpr int WT = S::WT, kStages = S::STAGES;
+  constexpr int WT = S::WT, kStages = L::kStages;
+  // Packed activations: chunk c + 1 is decoded while chunk c is multiplied.
+  constexpr bool kDecodeAhead = A == Act::kNvfp4;
   static_assert(MT >= 1 && MT <= kMaxTokenTiles, "mid GEMM: M <= 64");
-  static_assert(kStages >= 2, "mid GEMM: at least two stages");
+  static_assert(kStages >= (kDecodeAhead ? 3 : 2), "mid GEMM: too few stages");
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -331,20 +353,33 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     if (c_begin + s < c_end) issue(c_begin + s, s);
     decode_gemm::cp_async_commit();
   }
+  if constexpr (kDecodeAhead) {
+    decode_gemm::cp_async_wait<kStages - 2>();  // chunk c_begin
+    __syncthreads();
+    decode_staged_activations<MT, S::kThreads>(smem, threadIdx.x);
+  }
   int stage = 0;
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
-    // This thread's copies of chunk c have landed; the barrier publishes everyone's and says
-    // that every warp is done with the stage computed in the previous iteration.
-    decode_gemm::cp_async_wait<kStages - 2>();
+    // This thread's copies of chunk c (and c + 1 when decoding ahead) have landed; the barrier
+    // publishes everyone's (and the operands decoded from chunk c in the previous iteration)
+    // and says that every warp is done with the stage computed in the previous iteration.
+    decode_gemm::cp_async_wait<kDecodeAhead ? kStages - 3 : kStages - 2>();
     __syncthreads();
     if (c + kStages - 1 < c_end) issue(c + kStages - 1, stage == 0 ? kStages - 1 : stage - 1);
     decode_gemm::cp_async_commit();
+    if constexpr (kDecodeAhead) {
+      // Stage c + 1: its raw copy is complete and published, its operand rows were last read
+      // for chunk c + 1 - kStages, before the barrier; nobody reads them before the next one.
+      if (c + 1 < c_end)
+        decode_staged_activations<MT, S::kThreads>(
+            smem + (stage + 1 == kStages ? 0 : stage + 1) * L::kStageBytes, threadIdx.x);
+    }
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
     decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
                            rows);
-    compute_chunk<A, MT, WT>(acc, w, st, lane, lane_off);
+    compute_chunk<A, MT, WT>(acc, w, st, lane_off);
     stage = stage + 1 == kStages ? 0 : stage + 1;
   }
   decode_gemm::cp_async_wait<0>();
