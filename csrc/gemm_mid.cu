@@ -1,4 +1,5 @@
-// Launcher of the mid-size NVFP4 GEMM (csrc/include/nvfp4/mid_gemm.cuh), SM80/SM90.
+// Launcher of the mid-size NVFP4 GEMM (csrc/include/nvfp4/mid_gemm.cuh). Built with the decode
+// GEMM (SM80-SM90 targets); runs where a block may use its shared memory (up to ~210 KB: SM90).
 // W4A16 (fp16/bf16 activations) and W4A4 (packed activations) for 1 <= M <= 64 tokens (the
 // Python backend sends it 16 < M <= 64; M <= 16 goes to the decode kernel). Same operands and
 // checks as gemm_decode (csrc/decode_args.h).
@@ -37,7 +38,7 @@ int resident_ctas(const void* kernel, int threads, size_t smem, int device) {
                                         device));
   TORCH_CHECK(static_cast<size_t>(smem_optin) >= smem, "mid GEMM: this launch shape needs ",
               smem, " bytes of shared memory per block, the GPU allows ", smem_optin,
-              " (an SM80/SM90 GPU has enough)");
+              " (an SM90 GPU has enough)");
   if (smem > 48 * 1024)
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(smem)));
@@ -90,7 +91,11 @@ template <> struct Variant<1> { using type = Shape<8, 2, 4, 1>; };
 template <> struct Variant<2> { using type = Shape<4, 2, 4, 8>; };
 // One 16-row tile per warp (fewer registers), a deeper ring.
 template <> struct Variant<3> { using type = Shape<8, 1, 6, 8>; };
-static_assert(kMidGemmVariants == 4, "one Variant<> per variant");
+// The default with 16-bit activations byte-permuted once per CTA (Shape::PERMUTE_AHEAD; one more
+// stage of shared memory): fewer instructions per warp (sm_90a, bf16, 64 tokens: 730 -> see
+// mid_gemm.cuh), one CTA per SM at every M. W4A4 runs exactly the default.
+template <> struct Variant<4> { using type = Shape<8, 2, 4, 8, true>; };
+static_assert(kMidGemmVariants == 5, "one Variant<> per variant");
 
 template <Act A, int MT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -99,6 +104,11 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
     case 1: launch<A, MT, Variant<1>::type>(p, like, stream); break;
     case 2: launch<A, MT, Variant<2>::type>(p, like, stream); break;
     case 3: launch<A, MT, Variant<3>::type>(p, like, stream); break;
+    case 4:
+      // Packed activations are decoded ahead in every shape: variant 4 is the default for them.
+      if constexpr (A == Act::kNvfp4) launch<A, MT, Variant<0>::type>(p, like, stream);
+      else launch<A, MT, Variant<4>::type>(p, like, stream);
+      break;
     default: launch<A, MT, Variant<0>::type>(p, like, stream);
   }
 }
@@ -162,6 +172,7 @@ int64_t gemm_mid_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t 
     case 1: return splits_for<Variant<1>::type>(m, n, k, slots);
     case 2: return splits_for<Variant<2>::type>(m, n, k, slots);
     case 3: return splits_for<Variant<3>::type>(m, n, k, slots);
+    case 4: return splits_for<Variant<4>::type>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

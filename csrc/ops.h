@@ -38,12 +38,12 @@ at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_s
 constexpr int kDecodeGemmVariants = 4;
 // gemm_mid.cu (same build group and operands as gemm_decode): the mid-size GEMM, 1 <= M <= 64
 // (the cuda backend uses it for 16 < M <= 64), split-K with an ordered reduction; b_scale (and
-// a_scale) 4-byte aligned. SM80/SM90 (needs up to ~160 KB of shared memory per block).
+// a_scale) 4-byte aligned. Needs up to ~210 KB of shared memory per block (SM90).
 at::Tensor gemm_mid(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
                     const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
                     const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                     at::ScalarType out_dtype, int64_t variant = 0);
-constexpr int kMidGemmVariants = 4;
+constexpr int kMidGemmVariants = 5;
 // The split-K count gemm_mid picks for (M, N, K) on a GPU with `slots` resident CTAs (host only).
 int64_t gemm_mid_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant = 0);
 

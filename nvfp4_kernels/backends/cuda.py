@@ -4,7 +4,7 @@ Quantize/dequantize (bit-exact with the reference; on sm_100a/sm_120a builds the
 kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and two GEMMs for GPUs
 without FP4 tensor cores, W4A16 and W4A4: the decode-size GEMM
 (csrc/include/nvfp4/decode_gemm.cuh, 1 <= M <= 16 tokens, SM80-SM90) and the mid-size GEMM
-(csrc/include/nvfp4/mid_gemm.cuh, 16 < M <= 64, SM80/SM90: it needs their shared memory).
+(csrc/include/nvfp4/mid_gemm.cuh, 16 < M <= 64, SM90: it needs up to ~210 KB of shared memory).
 GEMM shapes these kernels do not take (more tokens, K not a multiple of 32, unaligned
 pointers, a build without an SM80-SM90 target) go to the next backend of the automatic order
 (``registry.next_backend``: triton, else reference), so choosing ``cuda`` never narrows what a
@@ -30,9 +30,10 @@ DECODE_MAX_M = 16
 # Largest token count the mid-size GEMM takes (its token tiles: 8 of 8 tokens). Past it the
 # Triton tensor-core tiles take over.
 MID_MAX_M = 64
-# GPUs whose shared memory per block (up to ~160 KB) holds the mid-size GEMM's ring: A100/A800
-# (SM80) and H100/H200 (SM90). SM86/SM89 (99 KB) keep the Triton kernel for those M.
-_MID_GEMM_CAPABILITIES = frozenset({(8, 0), (9, 0)})
+# GPUs whose shared memory per block holds the mid-size GEMM's ring (up to ~210 KB: W4A4 at
+# M > 48): H100/H200 (SM90, 227 KB). SM80 (163 KB) and SM86/SM89 (99 KB) keep the Triton kernel
+# for those M.
+_MID_GEMM_CAPABILITIES = frozenset({(9, 0)})
 
 
 def why_unavailable(device: torch.device) -> str | None:

@@ -1,5 +1,5 @@
 // Mid-size GEMM (16 < M <= 64 tokens) with NVFP4 weights, for GPUs without FP4 tensor cores
-// (SM80/SM90: it needs ~100-160 KB of shared memory per CTA). Torch-free: raw pointers, ints.
+// (it needs ~100-210 KB of shared memory per CTA: SM90). Torch-free: raw pointers, ints.
 //
 //   D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]),  fp32 accumulation
 //
@@ -47,6 +47,8 @@
 //   W4A4, MT = 8, default: 190 registers, loop 690 (128 HMMA, no PRMT; includes this thread's
 //     share of the CTA's activation decode: 4 x (16-byte load, 4 pair decodes, 16-byte store)).
 //   bf16, MT = 8, NW 8 x WT 1 (variant 3): 131 registers, loop 487 (64 HMMA).
+//   bf16, MT = 8, default + PERMUTE_AHEAD (variant 4): 188 registers, loop 625 (128 HMMA, 24
+//     PRMT: the CTA's permute pass instead of every warp's); fp16, MT = 3: 122, loop 497.
 #pragma once
 
 #include <cstdint>
@@ -66,9 +68,14 @@ constexpr int kMinChunksPerSplit = 4;
 
 // A launch shape: NW warps per CTA, each owning WT 16-row tiles (rows NW * 16 * WT per CTA);
 // STAGES chunks in the shared-memory ring; at most MAX_SPLITS CTAs share a row tile's K range.
-template <int NW_, int WT_, int STAGES_, int MAX_SPLITS_>
+// PERMUTE_AHEAD (16-bit activations): the CTA byte-permutes each staged chunk into the MMA's
+// pair order once, one chunk ahead (as packed activations are decoded), instead of every warp
+// permuting what it reads: 4 PRMT per 16 bytes once per CTA instead of once per warp, for one
+// more stage of shared memory.
+template <int NW_, int WT_, int STAGES_, int MAX_SPLITS_, bool PERMUTE_AHEAD_ = false>
 struct Shape {
   static constexpr int NW = NW_, WT = WT_, STAGES = STAGES_, MAX_SPLITS = MAX_SPLITS_;
+  static constexpr bool PERMUTE_AHEAD = PERMUTE_AHEAD_;
   static constexpr int kThreads = NW * 32;
   static constexpr int kRows = NW * 16 * WT;
   // One warp's share of a ring stage: weights [WT][2][32 lanes] x 16 bytes, then the scale words
@@ -89,9 +96,10 @@ struct ActTile {
 
 template <Act A, int MT, class S>
 struct Layout {
-  // Packed activations are decoded one chunk ahead (see mid_gemm_kernel), which takes a stage
-  // out of the copies in flight: they get one more.
-  static constexpr int kStages = S::STAGES + (A == Act::kNvfp4 ? 1 : 0);
+  // Packed activations are decoded (16-bit ones, with PERMUTE_AHEAD, permuted) one chunk ahead
+  // (see mid_gemm_kernel), which takes a stage out of the copies in flight: they get one more.
+  static constexpr bool kAhead = A == Act::kNvfp4 || S::PERMUTE_AHEAD;
+  static constexpr int kStages = S::STAGES + (kAhead ? 1 : 0);
   static constexpr int kActBytes = ActTile<A, MT>::kBytes;
   static constexpr int kStageBytes = kActBytes + S::NW * S::kWeightSlotBytes;
   static constexpr int kSmemBytes = kStages * kStageBytes;
@@ -236,8 +244,25 @@ __device__ __forceinline__ void decode_staged_activations(uint8_t* stage, int ti
   }
 }
 
+// 16-bit activations with Shape::PERMUTE_AHEAD: each 16-byte unit of a staged chunk, values
+// k0..k7, becomes the pairs (k0, k4) (k1, k5) (k2, k6) (k3, k7) in place (the order
+// decode_staged_activations writes and decode_gemm::activation_word builds per lane).
+template <int MT, int kThreads>
+__device__ __forceinline__ void permute_staged_activations(uint8_t* stage, int tid) {
+  constexpr int kUnits = MT * 8 * 16;
+#pragma unroll
+  for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
+    const int idx = tid + j * kThreads;
+    if (kUnits % kThreads != 0 && idx >= kUnits) break;
+    uint4* unit = reinterpret_cast<uint4*>(stage + idx * 16);  // any order: all units move alike
+    const uint4 v = *unit;
+    *unit = make_uint4(__byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632),
+                       __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+  }
+}
+
 // The B operands of MMA steps 2J, 2J+1 for token tile mt (decode_gemm::activation_word's order).
-template <Act A, int MT, int J>
+template <Act A, int MT, int J, bool kPairOrder>
 __device__ __forceinline__ void act_operands(uint32_t (&b)[MT][2][2], const uint8_t* act,
                                              uint32_t lane_off) {
 #pragma unroll
@@ -245,8 +270,8 @@ __device__ __forceinline__ void act_operands(uint32_t (&b)[MT][2][2], const uint
     // Row mt * 8 + g: rows of one lane differ by 8 (same parity), so the lane's swizzled offset
     // for word J is lane_off ^ (J * 16) plus mt * 8 rows.
     const uint4 v = *reinterpret_cast<const uint4*>(act + mt * 8 * 256 + (lane_off ^ (J * 16)));
-    if constexpr (A == Act::kNvfp4) {
-      // Decoded by decode_staged_activations in pair order already.
+    if constexpr (kPairOrder) {
+      // Decoded (permuted) by decode_staged_activations (permute_staged_activations) already.
       b[mt][0][0] = v.x;
       b[mt][0][1] = v.y;
       b[mt][1][0] = v.z;
@@ -260,14 +285,14 @@ __device__ __forceinline__ void act_operands(uint32_t (&b)[MT][2][2], const uint
   }
 }
 
-template <Act A, int MT, int WT, int J>
+template <Act A, int MT, int WT, int J, bool kPairOrder>
 __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4],
                                          const decode_gemm::WeightChunk<WT>& w,
                                          const uint32_t (&sc)[WT][2][2], const uint8_t* act,
                                          uint32_t lane_off) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t b[MT][2][2];
-  act_operands<A, MT, J>(b, act, lane_off);
+  act_operands<A, MT, J, kPairOrder>(b, act, lane_off);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
 #pragma unroll
@@ -284,7 +309,7 @@ __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4],
   }
 }
 
-template <Act A, int MT, int WT>
+template <Act A, int MT, int WT, bool kPairOrder>
 __device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4],
                                               const decode_gemm::WeightChunk<WT>& w,
                                               const uint8_t* act, uint32_t lane_off) {
@@ -294,10 +319,10 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4],
   for (int i = 0; i < WT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
-  mma_word<A, MT, WT, 0>(acc, w, sc, act, lane_off);
-  mma_word<A, MT, WT, 1>(acc, w, sc, act, lane_off);
-  mma_word<A, MT, WT, 2>(acc, w, sc, act, lane_off);
-  mma_word<A, MT, WT, 3>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 0, kPairOrder>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 1, kPairOrder>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 2, kPairOrder>(acc, w, sc, act, lane_off);
+  mma_word<A, MT, WT, 3, kPairOrder>(acc, w, sc, act, lane_off);
 }
 
 // Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
@@ -308,8 +333,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     mid_gemm_kernel(const Params p, float* __restrict__ partials, int* __restrict__ arrivals) {
   using L = Layout<A, MT, S>;
   constexpr int WT = S::WT, kStages = L::kStages;
-  // Packed activations: chunk c + 1 is decoded while chunk c is multiplied.
-  constexpr bool kDecodeAhead = A == Act::kNvfp4;
+  // Packed activations (16-bit ones with PERMUTE_AHEAD): chunk c + 1 is decoded (permuted)
+  // while chunk c is multiplied.
+  constexpr bool kDecodeAhead = L::kAhead;
   static_assert(MT >= 1 && MT <= kMaxTokenTiles, "mid GEMM: M <= 64");
   static_assert(kStages >= (kDecodeAhead ? 3 : 2), "mid GEMM: too few stages");
   extern __shared__ __align__(16) uint8_t smem[];
@@ -353,10 +379,16 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     if (c_begin + s < c_end) issue(c_begin + s, s);
     decode_gemm::cp_async_commit();
   }
+  auto decode_ahead = [&](uint8_t* st) {
+    if constexpr (A == Act::kNvfp4)
+      decode_staged_activations<MT, S::kThreads>(st, threadIdx.x);
+    else
+      permute_staged_activations<MT, S::kThreads>(st, threadIdx.x);
+  };
   if constexpr (kDecodeAhead) {
     decode_gemm::cp_async_wait<kStages - 2>();  // chunk c_begin
     __syncthreads();
-    decode_staged_activations<MT, S::kThreads>(smem, threadIdx.x);
+    decode_ahead(smem);
   }
   int stage = 0;
 #pragma unroll 1
@@ -371,15 +403,13 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     if constexpr (kDecodeAhead) {
       // Stage c + 1: its raw copy is complete and published, its operand rows were last read
       // for chunk c + 1 - kStages, before the barrier; nobody reads them before the next one.
-      if (c + 1 < c_end)
-        decode_staged_activations<MT, S::kThreads>(
-            smem + (stage + 1 == kStages ? 0 : stage + 1) * L::kStageBytes, threadIdx.x);
+      if (c + 1 < c_end) decode_ahead(smem + (stage + 1 == kStages ? 0 : stage + 1) * L::kStageBytes);
     }
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
     decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
                            rows);
-    compute_chunk<A, MT, WT>(acc, w, st, lane_off);
+    compute_chunk<A, MT, WT, kDecodeAhead>(acc, w, st, lane_off);
     stage = stage + 1 == kStages ? 0 : stage + 1;
   }
   decode_gemm::cp_async_wait<0>();
