@@ -24,8 +24,8 @@ from nvfp4_kernels.backends import registry
 OPS = frozenset({"quantize", "dequantize", "gemm", "gemm_w4a16", "kv_cache_write",
                  "kv_cache_gather"})
 
-# Largest token count the decode GEMM takes. Past it the weight decode is amortised over enough
-# tokens that the Triton tensor-core tiles win (crossover measured in docs/performance.md).
+# Largest token count the decode GEMM takes. Past it every CTA re-reading all M x K activations
+# from L2 outweighs its weights; the mid-size GEMM (MID_MAX_M) shares them within a CTA instead.
 DECODE_MAX_M = 16
 # Largest token count the mid-size GEMM takes (its token tiles: 8 of 8 tokens). Past it the
 # Triton tensor-core tiles take over.
