@@ -96,9 +96,10 @@ M_LIST=(1 2 4 8 16 32 64 128 1024 8192)
 SWEEP_ARG=()
 [ -n "${SWEEP:-}" ] && SWEEP_ARG=(--sweep)
 step bench_gemm "$PY" benchmarks/bench_gemm.py --out "$OUT" --m "${M_LIST[@]}" "${SWEEP_ARG[@]}"
-# The decode GEMM's launch shapes (csrc/gemm_decode.cu `variant`), when the extension has them.
-[ -n "${SWEEP:-}" ] && step sweep_decode_gemm "$PY" benchmarks/sweep_decode_gemm.py --m 1 8 16 \
-    --out "$OUT"
+# The decode and mid-size GEMMs' launch shapes (`variant` of csrc/gemm_decode.cu, gemm_mid.cu),
+# when the extension has them.
+[ -n "${SWEEP:-}" ] && step sweep_decode_gemm "$PY" benchmarks/sweep_decode_gemm.py \
+    --m 1 8 16 32 64 --out "$OUT"
 step bench_quantize "$PY" benchmarks/bench_quantize.py --graph --backends triton cuda \
     "${SWEEP_ARG[@]}" --out "$OUT"
 step bench_dequantize "$PY" benchmarks/bench_dequantize.py --backends triton cuda \

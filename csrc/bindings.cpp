@@ -61,6 +61,16 @@ at::Tensor gemm_decode(const at::Tensor&, const std::optional<at::Tensor>&, cons
   TORCH_CHECK(false, "the decode GEMM (gemm_decode) needs an extension built with an SM80-SM90 "
               "target (e.g. sm_90a); this build has: ", archs_text());
 }
+at::Tensor gemm_mid(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
+                    const at::Tensor&, bool, const at::Tensor&, const std::optional<at::Tensor>&,
+                    at::ScalarType, int64_t) {
+  TORCH_CHECK(false, "the mid-size GEMM (gemm_mid) needs an extension built with an SM80-SM90 "
+              "target (e.g. sm_90a); this build has: ", archs_text());
+}
+int64_t gemm_mid_splits(int64_t, int64_t, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "gemm_mid_splits: the mid-size GEMM is not in this build (", archs_text(),
+              ")");
+}
 }  // namespace nvfp4
 #endif
 
@@ -80,8 +90,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #ifdef NVFP4_WITH_DECODE_GEMM
   m.attr("HAS_DECODE_GEMM") = true;
   m.attr("DECODE_GEMM_VARIANTS") = nvfp4::kDecodeGemmVariants;
+  m.attr("HAS_MID_GEMM") = true;
+  m.attr("MID_GEMM_VARIANTS") = nvfp4::kMidGemmVariants;
 #else
   m.attr("HAS_DECODE_GEMM") = false;
+  m.attr("HAS_MID_GEMM") = false;
 #endif
   using namespace pybind11::literals;
   m.def("quantize", &nvfp4::quantize, "x"_a, "global_scale"_a, "swizzled"_a);
@@ -97,6 +110,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "block_table"_a, "seq_lens"_a, "k_scale"_a, "v_scale"_a, "total_tokens"_a, "dtype"_a);
   m.def("gemm_decode", &nvfp4::gemm_decode, "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
         "b_scale_swizzled"_a, "alpha"_a, "bias"_a, "out_dtype"_a, "variant"_a = 0);
+  m.def("gemm_mid", &nvfp4::gemm_mid, "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
+        "b_scale_swizzled"_a, "alpha"_a, "bias"_a, "out_dtype"_a, "variant"_a = 0);
+  m.def("gemm_mid_splits", &nvfp4::gemm_mid_splits, "m"_a, "n"_a, "k"_a, "slots"_a,
+        "variant"_a = 0);
   m.def("gemm_sm120", &nvfp4::gemm_sm120, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
         "out_dtype"_a);
   m.def("gemm_sm100", &nvfp4::gemm_sm100, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,

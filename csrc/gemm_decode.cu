@@ -8,7 +8,7 @@
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "checks.h"
+#include "decode_args.h"
 #include "nvfp4/decode_gemm.cuh"
 #include "ops.h"
 
@@ -73,82 +73,20 @@ void launch_for_m(const decode_gemm::Params& p, int variant, cudaStream_t stream
   else launch_variant<A, 2>(p, variant, stream);
 }
 
-bool aligned16(const at::Tensor& t) {
-  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-}
-
 }  // namespace
 
 at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
                        const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
                        const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                        at::ScalarType out_dtype, int64_t variant) {
-  check_tensor("a", a, 2);
-  check_tensor("b", b, 2);
-  check_dtype("a", a, {at::kHalf, at::kBFloat16, at::kByte});
-  check_dtype("b", b, {at::kByte});
-  const bool a_nvfp4 = a.scalar_type() == at::kByte;
-  const int64_t m = a.size(0), n = b.size(0), k = b.size(1) * 2;
-  const int64_t a_k = a_nvfp4 ? a.size(1) * 2 : a.size(1);
-  TORCH_CHECK(a_k == k, "a and b disagree on K: a is ", describe(a), ", b is ", describe(b));
-  TORCH_CHECK(m >= 1 && m <= 8 * decode_gemm::kMaxTokenTiles, "decode GEMM: M must be in [1, ",
-              8 * decode_gemm::kMaxTokenTiles, "], got ", m);
-  TORCH_CHECK(k >= 32 && k % 32 == 0, "decode GEMM: K must be a positive multiple of 32, got ", k);
-  TORCH_CHECK(n <= INT32_MAX && k <= INT32_MAX, "decode GEMM: N and K must fit in int32");
-  TORCH_CHECK(aligned16(a) && aligned16(b), "decode GEMM: a and b must be 16-byte aligned");
-  const int64_t sf_cols = k / 16;
-  const int64_t b_scales = b_scale_swizzled ? ceil_to(n, 128) * ceil_to(sf_cols, 4) : n * sf_cols;
-  check_dtype("b_scale", b_scale, {at::kFloat8_e4m3fn, at::kByte});
-  TORCH_CHECK(b_scale.is_contiguous() && b_scale.numel() == b_scales, "b_scale: expected ",
-              b_scales, " contiguous elements, got ", describe(b_scale));
-  if (a_nvfp4) {
-    TORCH_CHECK(a_scale.has_value(), "decode GEMM: packed a needs a_scale");
-    check_dtype("a_scale", *a_scale, {at::kFloat8_e4m3fn, at::kByte});
-    const int64_t a_scales = ceil_to(m, 128) * ceil_to(sf_cols, 4);
-    TORCH_CHECK(a_scale->is_contiguous() && a_scale->numel() == a_scales,
-                "a_scale: expected ", a_scales, " contiguous (swizzled) elements, got ",
-                describe(*a_scale));
-  }
-  check_f32_scalar("alpha", alpha, n);
-  TORCH_CHECK(out_dtype == at::kHalf || out_dtype == at::kBFloat16,
-              "out_dtype: must be float16 or bfloat16, got ", out_dtype);
-  int bias_kind = decode_gemm::kNoBias;
-  if (bias.has_value()) {
-    check_tensor("bias", *bias, 1);
-    TORCH_CHECK(bias->size(0) == n, "bias: expected shape (", n, "), got ", describe(*bias));
-    switch (bias->scalar_type()) {
-      case at::kHalf: bias_kind = decode_gemm::kBiasHalf; break;
-      case at::kBFloat16: bias_kind = decode_gemm::kBiasBFloat16; break;
-      case at::kFloat: bias_kind = decode_gemm::kBiasFloat; break;
-      default: TORCH_CHECK(false, "bias: dtype must be float16, bfloat16 or float32, got ",
-                           describe(*bias));
-    }
-  }
-  check_cuda("a", a, a);
-  check_cuda("b", b, a);
-  check_cuda("b_scale", b_scale, a);
-  check_cuda("alpha", alpha, a);
-  if (a_nvfp4) check_cuda("a_scale", *a_scale, a);
-  if (bias.has_value()) check_cuda("bias", *bias, a);
-
+  decode_gemm::Params p =
+      decode_params("decode GEMM", 8 * decode_gemm::kMaxTokenTiles, a, a_scale, b, b_scale,
+                    b_scale_swizzled, alpha, bias, out_dtype);
   const c10::cuda::CUDAGuard guard(a.device());
-  auto out = at::empty({m, n}, a.options().dtype(out_dtype));
-  if (n == 0) return out;
-  decode_gemm::Params p{};
-  p.a = a.data_ptr();
-  p.a_scale = a_nvfp4 ? reinterpret_cast<const uint8_t*>(a_scale->data_ptr()) : nullptr;
-  p.b = b.data_ptr<uint8_t>();
-  p.b_scale = reinterpret_cast<const uint8_t*>(b_scale.data_ptr());
-  p.alpha = alpha.data_ptr<float>();
-  p.bias = bias.has_value() ? bias->data_ptr() : nullptr;
+  auto out = at::empty({int64_t{p.m}, int64_t{p.n}}, a.options().dtype(out_dtype));
+  if (p.n == 0) return out;
   p.out = out.data_ptr();
-  p.m = static_cast<int>(m);
-  p.n = static_cast<int>(n);
-  p.k = static_cast<int>(k);
-  p.b_scale_swizzled = b_scale_swizzled;
-  p.alpha_per_row = alpha.numel() > 1;
-  p.bias_kind = bias_kind;
-  p.out_bf16 = out_dtype == at::kBFloat16;
+  const bool a_nvfp4 = a.scalar_type() == at::kByte;
   auto stream = c10::cuda::getCurrentCUDAStream();
   // Out-of-range variants run the default; the shared-memory ring copies scales in aligned
   // 4-byte words, so a scale view that is not 4-byte aligned takes the register ring instead.

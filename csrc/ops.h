@@ -47,6 +47,16 @@ at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_s
                        at::ScalarType out_dtype, int64_t variant = 0);
 // How many launch shapes `variant` selects from (0 = the default).
 constexpr int kDecodeGemmVariants = 4;
+// gemm_mid.cu (same build group and operands as gemm_decode): the mid-size GEMM, 1 <= M <= 64
+// (the cuda backend uses it for 16 < M <= 64), split-K with an ordered reduction; b_scale (and
+// a_scale) 4-byte aligned. Needs up to ~210 KB of shared memory per block (SM90).
+at::Tensor gemm_mid(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
+                    const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
+                    const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
+                    at::ScalarType out_dtype, int64_t variant = 0);
+constexpr int kMidGemmVariants = 5;
+// The split-K count gemm_mid picks for (M, N, K) on a GPU with `slots` resident CTAs (host only).
+int64_t gemm_mid_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant = 0);
 
 // gemm_sm120.cu / gemm_sm100.cu (only in builds with sm_120a / sm_100a; bindings.cpp provides
 // stubs that explain what is missing otherwise). D = alpha * A @ B^T, out bf16 or fp16.

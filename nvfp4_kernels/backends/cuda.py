@@ -1,9 +1,11 @@
 """The ``cuda`` backend: generic CUDA kernels of the compiled extension, any SM80+ GPU.
 
 Quantize/dequantize (bit-exact with the reference; on sm_100a/sm_120a builds the quantize
-kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and the decode-size GEMM
-(csrc/include/nvfp4/decode_gemm.cuh: W4A16 and W4A4 for 1 <= M <= 16 tokens on SM80-SM90).
-GEMM shapes that kernel does not take (more tokens, K not a multiple of 32, unaligned
+kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and two GEMMs for GPUs
+without FP4 tensor cores, W4A16 and W4A4: the decode-size GEMM
+(csrc/include/nvfp4/decode_gemm.cuh, 1 <= M <= 16 tokens, SM80-SM90) and the mid-size GEMM
+(csrc/include/nvfp4/mid_gemm.cuh, 16 < M <= 64, SM90: it needs up to ~210 KB of shared memory).
+GEMM shapes these kernels do not take (more tokens, K not a multiple of 32, unaligned
 pointers, a build without an SM80-SM90 target) go to the next backend of the automatic order
 (``registry.next_backend``: triton, else reference), so choosing ``cuda`` never narrows what a
 GEMM call accepts.
@@ -22,9 +24,16 @@ from nvfp4_kernels.backends import registry
 OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "gemm_w4a16",
                  "kv_cache_write", "kv_cache_gather"})
 
-# Largest token count the decode GEMM takes. Past it the weight decode is amortised over enough
-# tokens that the Triton tensor-core tiles win (crossover measured in docs/performance.md).
+# Largest token count the decode GEMM takes. Past it every CTA re-reading all M x K activations
+# from L2 outweighs its weights; the mid-size GEMM (MID_MAX_M) shares them within a CTA instead.
 DECODE_MAX_M = 16
+# Largest token count the mid-size GEMM takes (its token tiles: 8 of 8 tokens). Past it the
+# Triton tensor-core tiles take over.
+MID_MAX_M = 64
+# GPUs whose shared memory per block holds the mid-size GEMM's ring (up to ~210 KB: W4A4 at
+# M > 48): H100/H200 (SM90, 227 KB). SM80 (163 KB) and SM86/SM89 (99 KB) keep the Triton kernel
+# for those M.
+_MID_GEMM_CAPABILITIES = frozenset({(9, 0)})
 
 
 def why_unavailable(device: torch.device) -> str | None:
@@ -89,10 +98,25 @@ def _decode_gemm_takes(a, b) -> bool:
             and getattr(_c(), "HAS_DECODE_GEMM", False))
 
 
+def _mid_gemm_takes(a, b, b_scale, a_scale=None) -> bool:
+    """Whether csrc/gemm_mid.cu takes this problem: DECODE_MAX_M < M <= MID_MAX_M, and the
+    scales 4-byte aligned (its ring copies them as aligned words)."""
+    m, k = a.shape[0], b.shape[1] * 2
+    return (DECODE_MAX_M < m <= MID_MAX_M and k >= 32 and k % 32 == 0 and b.shape[0] > 0
+            and a.data_ptr() % 16 == 0 and b.data_ptr() % 16 == 0
+            and b_scale.data_ptr() % 4 == 0
+            and (a_scale is None or a_scale.data_ptr() % 4 == 0)
+            and registry.capability(a.device) in _MID_GEMM_CAPABILITIES
+            and getattr(_c(), "HAS_MID_GEMM", False))
+
+
 def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias):
     if _decode_gemm_takes(a, b):
         return _c().gemm_decode(a, None, b, b_scale, scale_layout == "swizzled",
                                 b_alpha.reshape(-1).contiguous(), bias, out_dtype)
+    if _mid_gemm_takes(a, b, b_scale):
+        return _c().gemm_mid(a, None, b, b_scale, scale_layout == "swizzled",
+                             b_alpha.reshape(-1).contiguous(), bias, out_dtype)
     return _fallback("gemm_w4a16", a.device, (a.dtype, out_dtype))(
         a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
 
@@ -101,6 +125,9 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
     if _decode_gemm_takes(a, b):
         return _c().gemm_decode(a, a_scale, b, b_scale, True, alpha.reshape(-1).contiguous(),
                                 bias, out_dtype)
+    if _mid_gemm_takes(a, b, b_scale, a_scale):
+        return _c().gemm_mid(a, a_scale, b, b_scale, True, alpha.reshape(-1).contiguous(), bias,
+                             out_dtype)
     return _fallback("gemm", a.device, (out_dtype,))(
         a, b, a_scale, b_scale, alpha, out_dtype, bias)
 

@@ -161,3 +161,41 @@ def test_quantize_computed_scale_checks_arguments_then_requires_cuda():
     for args, message in cases:
         with pytest.raises(RuntimeError, match=message):
             C.quantize_computed_scale(*args)
+
+
+def test_mid_gemm_entry_point():
+    """As test_decode_gemm_entry_point, for the mid-size GEMM (same build group, same checks)."""
+    a = torch.zeros(40, 64, dtype=torch.bfloat16)
+    b = torch.zeros(64, 32, dtype=torch.uint8)
+    b_scale = torch.zeros(128, 4).to(E4M3)
+    args = (a, None, b, b_scale, True, torch.ones(1), None, torch.bfloat16)
+    if C.HAS_MID_GEMM:
+        with pytest.raises(RuntimeError, match="mid GEMM: K must be a positive multiple of 32"):
+            C.gemm_mid(a[:, :48].contiguous(), None, b[:, :24].contiguous(),
+                       b_scale[:, :3].contiguous(), False, torch.ones(1), None, torch.bfloat16)
+        with pytest.raises(RuntimeError, match=r"mid GEMM: M must be in \[1, 64\], got 65"):
+            C.gemm_mid(torch.zeros(65, 64, dtype=torch.bfloat16), *args[1:])
+        with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
+            C.gemm_mid(*args)
+    else:
+        with pytest.raises(RuntimeError, match="needs an extension built with an SM80-SM90 "
+                                               "target"):
+            C.gemm_mid(*args)
+
+
+@pytest.mark.skipif(C is None or not C.HAS_MID_GEMM, reason="no mid-size GEMM in this build")
+def test_mid_gemm_split_k_policy():
+    """csrc/include/nvfp4/mid_gemm.cuh choose_splits on the H100's 132 SMs (one 256-row CTA per
+    SM at M = 64): N = 5376 layers (21 row tiles) split K to fill the SMs, a long K more than a
+    short one; gate_up's 168 tiles split to soften its 1.27 waves; never more than 8, never
+    below 4 chunks of 128 per split, never for variant 1."""
+    sms = 132
+    down = C.gemm_mid_splits(64, 5376, 21504, sms)
+    o = C.gemm_mid_splits(64, 5376, 8192, sms)
+    assert 4 <= o <= down <= 8
+    assert 1 < C.gemm_mid_splits(64, 43008, 5376, sms) <= 4
+    assert C.gemm_mid_splits(64, 5376, 21504, sms, 1) == 1  # variant 1: no split-K
+    assert C.gemm_mid_splits(64, 300, 1024, sms) == 2  # 8 chunks: at most 2 splits of 4
+    assert C.gemm_mid_splits(64, 300, 384, sms) == 1  # 3 chunks: too short to split
+    # Enough tiles for whole waves: no split.
+    assert C.gemm_mid_splits(64, 256 * 264, 5376, sms) == 1

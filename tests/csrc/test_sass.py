@@ -160,3 +160,17 @@ def test_sm90_dequantize_is_vectorized_and_spill_free():
         if "fp8_e4m3" in name:
             assert re.search(r"\bF2FP\.SATFINITE\.E4M3\.F32\.PACK_AB", sass), \
                 f"{name}: no hardware e4m3 conversion"
+
+
+def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
+    """csrc/include/nvfp4/mid_gemm.cuh: every instantiation (4 token-tile counts x (3 activation
+    kinds x 4 launch shapes + the permute-ahead shape of the 2 16-bit kinds; packed activations
+    always decode ahead)) runs mma.sync m16n8k16 with fp32 accumulation, streams 16-byte cp.async
+    copies into its shared-memory ring, and keeps everything in registers."""
+    kernels = _functions("sm_90a", "mid_gemm_kernel")
+    assert C.MID_GEMM_VARIANTS == 5
+    assert len(kernels) == 4 * (3 * 4 + 2), sorted(kernels)
+    for name, sass in kernels.items():
+        assert re.search(r"\bHMMA\.16816\.F32\b", sass), f"{name}: no m16n8k16 MMA"
+        assert "LDGSTS.E.BYPASS.128" in sass, f"{name}: no 16-byte cp.async"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"

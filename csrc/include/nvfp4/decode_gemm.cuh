@@ -77,7 +77,8 @@ struct Shape {
 constexpr int kChunk = 128;    // K values per warp step: 32 per lane of a quad
 
 // Token tiles of 8 the kernel is built for: M <= 16. Past that the activations of the ring no
-// longer fit in registers and the Triton tensor-core tiles are faster (docs/performance.md).
+// longer fit in registers, and every CTA re-reading all of them from L2 costs more than its
+// weights: nvfp4/mid_gemm.cuh (16 < M <= 64) shares them between the warps of a CTA instead.
 constexpr int kMaxTokenTiles = 2;
 
 // ---- element decode: nvfp4/e2m1_words.cuh (shared with the dequantize kernel) -----------
