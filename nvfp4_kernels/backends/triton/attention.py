@@ -58,6 +58,14 @@ COMBINE_BLOCK_S = 16
 WAVES = 4
 
 
+def waves_for(head_dim: int) -> int:
+    """Waves of programs over the SMs that choose_splits aims for, per head dim (H100 sweep,
+    config_for's docstring): more, shorter splits at 256 (3 programs fit an SM and the last
+    partial wave is short); fewer at 512, where 2 programs fit and each split's combine traffic
+    is twice as large."""
+    return 2 * WAVES if triton.next_power_of_2(head_dim) <= 256 else WAVES // 2
+
+
 def config_for(head_dim: int) -> tuple[int, int, int, bool, bool]:
     """(BLOCK_N keys per step, num_warps, num_stages, word loads, table prefetch) for a head dim.
 
@@ -84,14 +92,21 @@ def config_for(head_dim: int) -> tuple[int, int, int, bool, bool]:
     remove the byte-wide shared loads. With num_stages 1 a step now waits for one memory round
     trip, not three: V's tile is loaded before K's (Triton put K's layout change, which waits
     for K's data, between the two loads, so V's load went out only after K's data came back)
-    and, with table prefetch (fifth element), the block ids are loaded a step ahead. Defaults:
+    and, with table prefetch (fifth element), the block ids are loaded a step ahead. Compiled:
     (64, 4, 1) with prefetch at 256, 164 registers, three programs per SM; (32, 4, 3) at 512,
     233 registers, 81 KB shared, two per SM (pipelined: the table prefetch adds 32 KB of shared
-    memory there, and with Triton 3.8 one program per SM). Not yet timed on a GPU; the sweep
-    times these against byte loads and without prefetch.
+    memory there, and with Triton 3.8 one program per SM).
+
+    Timed after those changes (H100, 2026-11-27, same sweep, batch 1-32, contexts 4K and 32K):
+    at 256, (64, 4, 1) words without prefetch is the best or level everywhere (batch 16-32
+    0.82-0.91, batch 8 0.66-0.87; prefetch 0.01-0.02 lower); at 512, (32, 4, 3) with byte loads
+    beat word loads at batch 8-32 (0.51-0.76 against 0.51-0.71) but spill registers with
+    Triton 3.8 (5 LDL / 10 STL in the sm_90 compile), so the default keeps word loads. The
+    split count is per head dim (``waves_for``): twice the programs helped at 256 (batch 8, 4K:
+    0.73 against 0.65), half of them at 512 (batch 16, 32K: 0.75 against 0.63).
     """
     if triton.next_power_of_2(head_dim) <= 256:
-        return 64, 4, 1, True, True
+        return 64, 4, 1, True, False
     return 32, 4, 3, True, False
 
 
@@ -115,14 +130,14 @@ def rows_per_program(rows: int, head_dim: int) -> int:
 
 
 def choose_splits(batch: int, kv_heads: int, row_blocks: int, max_keys: int,
-                  sms: int, block_n: int = 1) -> int:
-    """Splits of each sequence's key range: enough programs for WAVES waves over the SMs, but no
+                  sms: int, block_n: int = 1, waves: int = WAVES) -> int:
+    """Splits of each sequence's key range: enough programs for `waves` waves over the SMs, but no
     split shorter than MIN_SPLIT_KEYS keys. The kernel rounds a split's length up to block_n
     keys; the count is then cut to the splits that hold keys at max_keys (e.g. 4096 keys, 9
     splits, block_n 64: 8 splits of 512; a ninth would stay empty and still run and combine).
     Python ints only (graph capturable)."""
     programs = max(1, batch * kv_heads * row_blocks)
-    want = triton.cdiv(WAVES * sms, programs)
+    want = triton.cdiv(waves * sms, programs)
     keys = max(max_keys, 1)
     splits = max(1, min(want, triton.cdiv(keys, MIN_SPLIT_KEYS)))
     per_split = triton.cdiv(triton.cdiv(keys, splits), block_n) * block_n
@@ -387,7 +402,7 @@ def auto_splits(q, key_cache, block_table, window, max_seq_len, block_n) -> int:
         max_keys = min(max_keys, window + q_len - 1)
     index = q.device.index if q.is_cuda else None
     return choose_splits(batch, hkv, row_blocks, max_keys, sm_count(q.device.type, index),
-                         block_n)
+                         block_n, waves_for(dim))
 
 
 def _hw_cvt(device: torch.device) -> bool:
@@ -458,6 +473,5 @@ def attention_decode(q, key_cache, value_cache, block_table, seq_lens, k_scale, 
     return out
 
 
-__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "auto_splits", "choose_splits",
-           "config_for",
-           "rows_per_program"]
+__all__ = ["CANDIDATES", "LOG2E", "attention_decode", "auto_splits", "choose_splits", "config_for",
+           "rows_per_program", "waves_for"]
