@@ -59,11 +59,11 @@ WAVES = 4
 
 
 def waves_for(head_dim: int) -> int:
-    """Waves of programs over the SMs that choose_splits aims for, per head dim (H100 sweep,
-    config_for's docstring): more, shorter splits at 256 (3 programs fit an SM and the last
-    partial wave is short); fewer at 512, where 2 programs fit and each split's combine traffic
-    is twice as large."""
-    return 2 * WAVES if triton.next_power_of_2(head_dim) <= 256 else WAVES // 2
+    """Waves of programs over the SMs that choose_splits aims for, per head dim (H100,
+    config_for's docstring): twice the default at 256 (3 programs fit an SM and the last
+    partial wave is shorter); the default at 512, where the sweep's half-split rows looked
+    better but a full run at half the splits measured 0.45-0.68 against 0.50-0.71."""
+    return 2 * WAVES if triton.next_power_of_2(head_dim) <= 256 else WAVES
 
 
 def config_for(head_dim: int) -> tuple[int, int, int, bool, bool]:
@@ -102,8 +102,8 @@ def config_for(head_dim: int) -> tuple[int, int, int, bool, bool]:
     0.82-0.91, batch 8 0.66-0.87; prefetch 0.01-0.02 lower); at 512, (32, 4, 3) with byte loads
     beat word loads at batch 8-32 (0.51-0.76 against 0.51-0.71) but spill registers with
     Triton 3.8 (5 LDL / 10 STL in the sm_90 compile), so the default keeps word loads. The
-    split count is per head dim (``waves_for``): twice the programs helped at 256 (batch 8, 4K:
-    0.73 against 0.65), half of them at 512 (batch 16, 32K: 0.75 against 0.63).
+    split count is per head dim (``waves_for``): twice the programs at 256 (the next full run:
+    batch 8 0.72-0.91, 16 0.76-0.89, 32 0.87-0.94 of copy bandwidth).
     """
     if triton.next_power_of_2(head_dim) <= 256:
         return 64, 4, 1, True, False

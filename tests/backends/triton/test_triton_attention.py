@@ -185,8 +185,8 @@ def test_choose_splits_fills_the_gpu_without_tiny_splits():
     # Splits rounded up to BLOCK_N keys: 9 wanted, 8 of 512 cover 4096 keys (no empty split).
     assert ta.choose_splits(1, 64, 1, 4096, sms) == 9
     assert ta.choose_splits(1, 64, 1, 4096, sms, block_n=64) == 8
-    # Per head dim: twice the default waves at 256, half at 512.
-    assert ta.waves_for(256) == 2 * ta.WAVES and ta.waves_for(512) == ta.WAVES // 2
+    # Per head dim: twice the default waves at 256, the default at 512.
+    assert ta.waves_for(256) == 2 * ta.WAVES and ta.waves_for(512) == ta.WAVES
     wide = ta.choose_splits(1, 16, 1, 32768, sms, waves=ta.waves_for(256))
     assert 16 * wide >= ta.waves_for(256) * sms and wide > s
 
