@@ -19,7 +19,9 @@ Workspace (the memory this route costs beyond its output):
 The buffers come from PyTorch's caching allocator on every call, so the route is CUDA-graph
 capturable (the graph's private pool keeps them) and eager calls reuse cached blocks.
 
-Overlap (``overlap=True``, the default ``OVERLAP``): serialized, dequantizing the whole weight
+Overlap (``overlap=True``; off by default, ``OVERLAP``: measured slower on the H100, see its
+comment — the mechanism is kept for GPUs and GEMM shapes where cuBLAS leaves SMs idle).
+Serialized, dequantizing the whole weight
 costs about a quarter of the compute-bound GEMMs' time at M = 1024 (H100: ~0.2 of 0.91 ms on
 gate_up). With overlap the weight workspace holds two chunks (twice the bytes above) and chunk
 i + 1 is dequantized on a side stream (high priority by default, ``SIDE_PRIORITY``) while cuBLAS
@@ -72,7 +74,11 @@ from nvfp4_kernels.backends.triton import dequantize as triton_dequantize
 from nvfp4_kernels.reference import BLOCK, swizzled_shape
 
 WORKSPACE_BYTES = 64 << 20  # bound of one dequantized weight chunk (overlap holds two)
-OVERLAP = True              # dequantize chunk i + 1 on a side stream during chunk i's GEMM
+# Dequantize chunk i + 1 on a side stream during chunk i's GEMM: off by default, measured
+# slower on the H100 at every M and layer (bench_prefill.py, 2026-11-27: M = 1024 geomean 0.67x
+# cuBLAS with overlap at high priority, 0.74x at normal priority, 0.76x in order; cuBLAS's
+# kernels keep every SM busy, so the dequantize only competes with them).
+OVERLAP = False
 SIDE_PRIORITY = -1          # that stream's priority: -1 high (CUDA's lower is higher), 0 normal
 RAMP = True                 # with overlap, chunks ramp up (see _chunks); never without it
 RAMP_FIRST = 8              # first ramp chunk: 1/8 of a full one
