@@ -168,6 +168,7 @@ def launch(kernel, grid, args, *, num_warps: int, num_stages: int | None = None)
 
 
 def _slow(kernel, grid, args, options):
+    interpreting()  # CPU tensors: the interpreter, made able to loop over runtime bounds first
     num_warps, num_stages = options
     if num_stages is None:
         return kernel[grid](*args, num_warps=num_warps)

@@ -43,7 +43,8 @@ def _amax_kernel(x_ptr, ws_ptr, out_ptr, numel, STEPS, GLOBAL_SCALE: tl.constexp
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
     best = tl.zeros([BLOCK], dtype=tl.float32)
-    # STEPS is a plain int (Triton 3.6's interpreter cannot loop over tensor bounds).
+    # STEPS is a runtime int: under Triton 3.6's interpreter `range` over it needs
+    # _launch.interpreting()'s patch, which every interpreted launch applies first.
     for step in range(0, STEPS):
         offs = (pid + step * programs).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         x = tl.abs(tl.load(x_ptr + offs, mask=offs < numel, other=0.0).to(tl.float32))
