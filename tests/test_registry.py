@@ -63,14 +63,17 @@ def test_automatic_choice_follows_priority_and_skips_what_cannot_run(monkeypatch
 
 
 def test_order_is_per_op(monkeypatch):
-    """quantize and the KV cache prefer triton over cuda, dequantize cuda over triton (measured
-    on the H100, docs/backends.md)."""
+    """The KV cache prefers triton over cuda; quantize and dequantize cuda over triton (measured
+    on the H100, docs/backends.md), quantize cutlass (hardware E2M1) before both."""
     fake_backends(monkeypatch, {name: (set(registry.OP_NAMES), None)
                                 for name in registry.BACKEND_NAMES})
     meta = torch.device("meta")
-    for op in ("quantize", "kv_cache_write", "kv_cache_gather"):
+    for op in ("kv_cache_write", "kv_cache_gather"):
         assert registry.choose(op, meta)[0] == "triton", op
         assert registry.order(op).index("triton") < registry.order(op).index("cuda")
+    for op in ("quantize", "dequantize", "quantize_computed_scale"):
+        assert registry.order(op).index("cuda") < registry.order(op).index("triton"), op
+    assert registry.choose("quantize", meta)[0] == "cutlass"
     assert registry.choose("dequantize", meta)[0] == "cuda"
     assert registry.choose("gemm", meta)[0] == "cutlass"
     monkeypatch.setitem(registry.ORDER, ("gemm", 9), ("triton", "reference"))

@@ -39,19 +39,21 @@ ENV_VAR = "NVFP4_BACKEND"
 # Automatic order per op, and optionally per (op, GPU major version): (op, major) entries win
 # over op entries, which win over BACKEND_NAMES. Measured reasons, H100 (SM90), CUDA-graph timing
 # against copy bandwidth (docs/performance.md, docs/backends.md):
-#   quantize (given scale): Triton 73-74 %, CUDA 72-80 % (2026-11-27, earlier session); within
-#     noise of each other, Triton stays first (it needs no build). cutlass's quantize is the same
-#     CUDA kernel with the hardware E2M1 conversion (SM100/SM120 only, unmeasured).
+#   quantize (given scale): Triton 73-74 %, CUDA 72-80 % (2026-11-27, earlier session); in a
+#     later run Triton 60-63 %, CUDA 68-70 % (both layouts): CUDA first where it is built, and
+#     it is one C++ call instead of a Triton launch from Python. cutlass's quantize is the same
+#     CUDA kernel with the hardware E2M1 conversion (SM100/SM120 only, unmeasured), first there.
 #   dequantize (issue 9 kernels, 2026-11-27): CUDA 95-96 % on gate_up and down weights, both
 #     layouts, bf16 and fp16; Triton 77-84 % (Triton 3.6): CUDA first where it is built.
 #   KV cache (8192 tokens x 16 heads x 256, earlier session of 2026-11-27): write Triton 97 %,
 #     CUDA 90 %; gather Triton 92 %, CUDA 87 %: Triton first.
 # GEMM orders are the defaults (cutlass first where it can run); extend this table per arch.
 ORDER = {
-    "quantize": ("triton", "cutlass", "cuda", "reference"),
+    "quantize": ("cutlass", "cuda", "triton", "reference"),
     # quantize_computed_scale: the amax pass and the quantize are two launches from one C++ call
     #   in the cuda backend; the triton one is a fill, two Triton launches and a division from
-    #   Python. cuda first, for the per-call cost (docs/serving.md); bandwidth: pending.
+    #   Python. cuda first: per call 19.8-19.9 us for nk.quantize(x) on the H100, and 41-42 %
+    #   of copy bandwidth against Triton's 37 % ([8192, 5376] bf16; docs/performance.md).
     "quantize_computed_scale": ("cuda", "triton", "reference"),
     "dequantize": ("cuda", "triton", "reference"),
     "kv_cache_write": ("triton", "cuda", "reference"),
