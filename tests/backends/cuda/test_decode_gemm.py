@@ -12,9 +12,12 @@ import nvfp4_kernels as nk
 from nvfp4_kernels import _extension
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda
+from gemm_testlib import BAR, every_code_weight
+from gemm_testlib import alpha as _alpha
+from gemm_testlib import f64 as _f64
+from gemm_testlib import weight as _weight
 from tests.conftest import rel_error
 
-BAR = 5e-3
 _HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 _REASON = cuda.why_unavailable(_HERE)
 if _REASON is None and not getattr(_extension.extension(), "HAS_DECODE_GEMM", False):
@@ -27,24 +30,6 @@ def _poison(nbytes=64 << 20):
     block = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     block.fill_(0xFF)
     del block
-
-
-def _weight(n, k, layout, gen):
-    # Per-column magnitudes over 6 decades: block scales span e4m3's range, subnormals included,
-    # while fp16 outputs stay finite.
-    w = torch.randn(n, k, generator=gen) * torch.logspace(-5, 1, k)[torch.randperm(k, generator=gen)]
-    return nk.quantize(w.cuda(), scale_layout=layout)
-
-
-def _f64(q: nk.NVFP4):
-    flat = q.as_2d()
-    return ref.dequantize_unscaled(flat.data.cpu(), flat.scale.cpu(), q.scale_layout,
-                                   torch.float64) / q.global_scale.double().cpu()
-
-
-def _alpha(w):
-    """The W4A16 alpha of a weight: 1/gs as a 1-element float32 tensor."""
-    return (1.0 / w.global_scale).reshape(1).float()
 
 
 def _direct(a, a_scale, w, alpha, bias, out_dtype):
@@ -102,13 +87,8 @@ def test_w4a4_within_bar(m, n, k):
 def test_every_code_and_extreme_scales_exact(a_dtype):
     """One weight row per (code, scale): with a one-hot activation the output is the decoded
     weight itself, lut[code] * s, which must come out exactly (it is representable)."""
-    codes = torch.arange(16, dtype=torch.uint8)
-    scale_bytes = torch.tensor([0x01, 0x07, 0x08, 0x38, 0x40, 0x7E], dtype=torch.uint8)  # 2^-9 .. 448
-    n, k = 16 * len(scale_bytes), 64
-    data = (codes.repeat_interleave(len(scale_bytes)) * 0x11).reshape(n, 1).repeat(1, k // 2)
-    scale_lin = scale_bytes.repeat(16).reshape(n, 1).repeat(1, k // 16).view(torch.float8_e4m3fn)
-    w = nk.NVFP4(data.cuda(), ref.swizzle_scales(scale_lin).cuda(),
-                 torch.tensor(1.0, device="cuda"), "swizzled", torch.Size((n, k)))
+    k = 64
+    data, scale_lin, w = every_code_weight(k)
     a = torch.zeros(8, k, dtype=a_dtype)
     for i in range(8):
         a[i, 5 * i + 1] = 1.0  # token i picks column 5i+1 (odd: the high nibble)

@@ -1,0 +1,44 @@
+"""Helpers shared by the cuda backend's GEMM tests (decode and mid-size kernels): NVFP4 weights
+whose block scales span e4m3's range, their float64 values, and the W4A16 alpha."""
+
+from __future__ import annotations
+
+import torch
+
+import nvfp4_kernels as nk
+from nvfp4_kernels import reference as ref
+
+BAR = 5e-3  # DESIGN's accuracy bar against the float64 reference
+
+
+def weight(n, k, layout, gen):
+    # Per-column magnitudes over 6 decades: block scales span e4m3's range, subnormals included,
+    # while fp16 outputs stay finite.
+    w = torch.randn(n, k, generator=gen)
+    w = w * torch.logspace(-5, 1, k)[torch.randperm(k, generator=gen)]
+    return nk.quantize(w.cuda(), scale_layout=layout)
+
+
+def f64(q: nk.NVFP4):
+    """The weight's exact values in float64 (on the CPU)."""
+    flat = q.as_2d()
+    return ref.dequantize_unscaled(flat.data.cpu(), flat.scale.cpu(), q.scale_layout,
+                                   torch.float64) / q.global_scale.double().cpu()
+
+
+def alpha(w):
+    """The W4A16 alpha of a weight: 1/gs as a 1-element float32 tensor."""
+    return (1.0 / w.global_scale).reshape(1).float()
+
+
+def every_code_weight(k):
+    """One weight row per (E2M1 code, e4m3 scale from 2^-9 to 448), global scale 1: returns the
+    packed codes, the linear scales and the NVFP4 weight (swizzled scales) on the GPU."""
+    codes = torch.arange(16, dtype=torch.uint8)
+    scale_bytes = torch.tensor([0x01, 0x07, 0x08, 0x38, 0x40, 0x7E], dtype=torch.uint8)
+    n = 16 * len(scale_bytes)
+    data = (codes.repeat_interleave(len(scale_bytes)) * 0x11).reshape(n, 1).repeat(1, k // 2)
+    scale_lin = scale_bytes.repeat(16).reshape(n, 1).repeat(1, k // 16).view(torch.float8_e4m3fn)
+    w = nk.NVFP4(data.cuda(), ref.swizzle_scales(scale_lin).cuda(),
+                 torch.tensor(1.0, device="cuda"), "swizzled", torch.Size((n, k)))
+    return data, scale_lin, w
