@@ -459,6 +459,14 @@ __device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
   }
 }
 
+// Output element o (token-major [M, N]) = v rounded to nearest in the output dtype.
+__device__ __forceinline__ void store_output(const Params& p, int64_t o, float v) {
+  if (p.out_bf16)
+    static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
+  else
+    static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+}
+
 // The power of two the decoded operands carry (see the header comment).
 template <Act A>
 __host__ __device__ constexpr float unfold() {
@@ -574,11 +582,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
     if (r >= p.n || tok >= p.m) continue;
     const float alpha = p.alpha[p.alpha_per_row ? r : 0];
     const float v = sum * unfold<A>() * alpha + load_bias(p, r);
-    const int64_t o = static_cast<int64_t>(tok) * p.n + r;
-    if (p.out_bf16)
-      static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
-    else
-      static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+    store_output(p, static_cast<int64_t>(tok) * p.n + r, v);
   }
 }
 

@@ -472,11 +472,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
         const int tok = mt * 8 + 2 * t + (e & 1);
         if (r >= p.n || tok >= p.m) continue;
         const float v = acc[i][mt][e] * decode_gemm::unfold<A>() * alpha[i][e >> 1] + bias[i][e >> 1];
-        const int64_t o = static_cast<int64_t>(tok) * p.n + r;
-        if (p.out_bf16)
-          static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
-        else
-          static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+        decode_gemm::store_output(p, static_cast<int64_t>(tok) * p.n + r, v);
       }
 }
 
