@@ -21,18 +21,9 @@ import torch
 from nvfp4_kernels import benchmarking as harness
 
 # name: (N, K) of the weight [N, K]
-LAYERS = {"gate_up": (43008, 5376), "down": (5376, 21504), "qkv": (16384, 5376),
-          "o": (5376, 8192)}
+LAYERS = harness.GEMMA4_31B_LINEARS
 SMOKE_LAYERS = {"tiny": (64, 128)}
 TINYGEMM_MAX_M = 1024  # beyond this tinygemm takes tens of ms per call
-
-
-def _nvfp4_weight(n, k, device):
-    from nvfp4_kernels import reference as ref
-    w = torch.randn(n, k, device=device, dtype=torch.bfloat16)
-    gs = ref.global_scale(w)
-    data, scale, _ = ref.quantize(w, gs, "swizzled")
-    return data, scale, (1.0 / gs).reshape(1).float()
 
 
 def _baselines(m, n, k, device, args):
@@ -84,7 +75,7 @@ def run(args):
     rows = []
     for layer, (n, k) in layers.items():
         for m in ms_list:
-            weights = harness.rotated(lambda: _nvfp4_weight(n, k, device))
+            weights = harness.rotated(lambda: harness.nvfp4_weight(n, k, device))
             w4a16_in = [(torch.randn(m, k, device=device, dtype=a_dtype), *w) for w in weights]
 
             def w4a4_inputs(w):

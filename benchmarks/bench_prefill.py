@@ -44,17 +44,8 @@ import torch
 
 from nvfp4_kernels import benchmarking as harness
 
-LAYERS = {"gate_up": (43008, 5376), "qkv": (16384, 5376), "o": (5376, 8192),
-          "down": (5376, 21504)}
+LAYERS = harness.GEMMA4_31B_LINEARS
 SMOKE_LAYERS = {"tiny": (320, 128)}
-
-
-def _weight(n, k, device):
-    from nvfp4_kernels import reference as ref
-    w = torch.randn(n, k, device=device, dtype=torch.bfloat16)
-    gs = ref.global_scale(w)
-    data, scale, _ = ref.quantize(w, gs, "swizzled")
-    return data, scale, (1.0 / gs).reshape(1).float()
 
 
 def peak_mib(fn, inputs) -> float | None:
@@ -87,7 +78,7 @@ def run(args):
     default_dq = prefill.dequant_backend(device)
     rows = []
     for layer, (n, k) in layers.items():
-        weights = harness.rotated(lambda: _weight(n, k, device))
+        weights = harness.rotated(lambda: harness.nvfp4_weight(n, k, device))
         for m in ms_list:
             def make_x(w):
                 x = torch.randn(m, k, device=device, dtype=dtype)

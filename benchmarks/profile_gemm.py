@@ -10,8 +10,7 @@ import argparse
 
 import torch
 
-LAYERS = {"gate_up": (43008, 5376), "down": (5376, 21504), "qkv": (16384, 5376),
-          "o": (5376, 8192)}
+from nvfp4_kernels.benchmarking import GEMMA4_31B_LINEARS as LAYERS
 
 
 def main(argv=None):

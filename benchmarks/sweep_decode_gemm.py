@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from bench_gemm import LAYERS, _nvfp4_weight  # this folder: sys.path[0] when run as a script
 from nvfp4_kernels import benchmarking as harness
+from nvfp4_kernels.benchmarking import GEMMA4_31B_LINEARS as LAYERS
 
 
 def run(args):
@@ -34,7 +34,7 @@ def run(args):
             count = getattr(ext, f"{kernel.upper()}_GEMM_VARIANTS", 1)
             variants = [v for v in args.variants or range(count) if v < count]
             inputs = [(torch.randn(m, k, device=device, dtype=torch.bfloat16), *w)
-                      for w in harness.rotated(lambda: _nvfp4_weight(n, k, device))]
+                      for w in harness.rotated(lambda: harness.nvfp4_weight(n, k, device))]
             row = {"layer": layer, "N": n, "K": k, "M": m, "kernel": kernel}
             if kernel == "mid":
                 sms = torch.cuda.get_device_properties(device).multi_processor_count

@@ -29,6 +29,20 @@ L2_BYTES = 50 * 1024 * 1024   # H100 L2
 COPY_BANDWIDTH = 3.02e12      # bytes/s, device-to-device copy measured on the lent H100
 BF16_PEAK = 989e12            # H100 SXM dense bf16 tensor-core FLOP/s (datasheet)
 
+# Gemma-4-31B's fused linear layers, weight [N, K]: the shapes every GEMM benchmark times.
+GEMMA4_31B_LINEARS = {"gate_up": (43008, 5376), "down": (5376, 21504), "qkv": (16384, 5376),
+                      "o": (5376, 8192)}
+
+
+def nvfp4_weight(n: int, k: int, device) -> tuple:
+    """A random bf16 [n, k] weight quantized by the reference: (packed data, swizzled scales,
+    W4A16 alpha = 1/global scale as a 1-element float32 tensor)."""
+    from nvfp4_kernels import reference as ref
+    w = torch.randn(n, k, device=device, dtype=torch.bfloat16)
+    gs = ref.global_scale(w)
+    data, scale, _ = ref.quantize(w, gs, "swizzled")
+    return data, scale, (1.0 / gs).reshape(1).float()
+
 
 def common_args(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
