@@ -106,6 +106,21 @@ def time_ms(fn, inputs, args) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def capture(fn, warmup: int = 2):
+    """(graph, what fn returned during capture): fn captured in one CUDA graph after `warmup`
+    calls on a side stream (they compile kernels and allocate workspaces outside the capture)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
 def graph_ms(fn, inputs, args) -> float:
     """Median ms per call of fn over the rotated inputs, replayed from one CUDA graph.
 
@@ -114,16 +129,11 @@ def graph_ms(fn, inputs, args) -> float:
     do_bench also flushes L2 before each replay.
     """
     import triton.testing
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside capture: compiles, allocates workspaces
+
+    def every_input():
         for inp in inputs:
             fn(*inp)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for inp in inputs:
-            fn(*inp)
+    graph, _ = capture(every_input, warmup=1)
     ms = triton.testing.do_bench(graph.replay, warmup=args.warmup, rep=args.rep,
                                  return_mode="median")
     return float(ms) / len(inputs)

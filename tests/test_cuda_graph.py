@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import nvfp4_kernels as nk
+from nvfp4_kernels.benchmarking import capture
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -29,20 +30,6 @@ def no_sync():
         yield
     finally:
         torch.cuda.set_sync_debug_mode(previous)
-
-
-def capture(fn):
-    """(graph, outputs of the captured call); fn is warmed up on a side stream first."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
-    return graph, out
 
 
 def flat(out):

@@ -12,6 +12,7 @@ import nvfp4_kernels as nk
 from nvfp4_kernels import _extension
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda
+from nvfp4_kernels.benchmarking import capture
 from gemm_testlib import BAR, every_code_weight
 from gemm_testlib import alpha as _alpha
 from gemm_testlib import f64 as _f64
@@ -156,15 +157,8 @@ def test_cuda_graph_capture_and_replay():
     a = torch.randn(4, 1024, generator=gen).to(torch.bfloat16).cuda()
     alpha = _alpha(w)
     eager = _direct(a, None, w, alpha, None, torch.bfloat16)
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        _direct(a, None, w, alpha, None, torch.bfloat16)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = _extension.extension().gemm_decode(a, None, w.data, w.scale, True, alpha, None,
-                                                 torch.bfloat16)
+    graph, out = capture(lambda: _extension.extension().gemm_decode(
+        a, None, w.data, w.scale, True, alpha, None, torch.bfloat16), warmup=1)
     out.fill_(float("nan"))
     graph.replay()
     torch.cuda.synchronize()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nvfp4_kernels import reference as ref
+from nvfp4_kernels.benchmarking import capture
 from triton_testlib import rel_error
 
 prefill = pytest.importorskip("nvfp4_kernels.backends.triton.prefill")
@@ -330,14 +331,7 @@ def test_overlap_captures_into_a_cuda_graph_and_replays(kind):
                                   workspace=budget, mode=mode, **kw)
 
     static = inputs()
-    warm = torch.cuda.Stream()
-    warm.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(warm):
-        call(static, overlap=True)
-    torch.cuda.current_stream().wait_stream(warm)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = call(static, overlap=True)
+    graph, captured = capture(lambda: call(static, overlap=True), warmup=1)
     for _ in range(2):
         fresh = inputs()
         for dst, src in zip(static, fresh):
