@@ -459,6 +459,17 @@ __device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
   }
 }
 
+// Every accumulator to 0 (fully unrolled: the array stays in registers).
+template <int WT, int MT>
+__device__ __forceinline__ void zero(float (&acc)[WT][MT][4]) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][mt][e] = 0.0f;
+}
+
 // Output element o (token-major [M, N]) = v rounded to nearest in the output dtype.
 __device__ __forceinline__ void store_output(const Params& p, int64_t o, float v) {
   if (p.out_bf16)
@@ -486,12 +497,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
   const int chunks = (p.k + kChunk - 1) / kChunk;
 
   float acc[WT][MT][4];
-#pragma unroll
-  for (int i = 0; i < WT; ++i)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][mt][e] = 0.0f;
+  zero(acc);
 
   // Warp `warp` takes chunks warp, warp + kWarps, ...: the CTA's warps read neighbouring
   // chunks of the same rows at the same time.

@@ -348,12 +348,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const int c_end = static_cast<int>(static_cast<int64_t>(split + 1) * chunks / splits);
 
   float acc[WT][MT][4];
-#pragma unroll
-  for (int i = 0; i < WT; ++i)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][mt][e] = 0.0f;
+  decode_gemm::zero(acc);
 
   decode_gemm::WeightRows<WT> rows;
   decode_gemm::weight_rows(rows, p, row0, lane);
@@ -434,12 +429,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     __threadfence();
     const float* tile = partials + static_cast<int64_t>(blockIdx.x) * splits * L::kCtaElems +
                         warp * (WT * MT * 4 * 32) + lane;
-#pragma unroll
-    for (int i = 0; i < WT; ++i)
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][mt][e] = 0.0f;
+    decode_gemm::zero(acc);
 #pragma unroll 1
     for (int s = 0; s < splits; ++s) {
       const float* part = tile + static_cast<int64_t>(s) * L::kCtaElems;

@@ -120,12 +120,20 @@ def chunk_rows(k: int, workspace_bytes: int = WORKSPACE_BYTES, element_bytes: in
     return max(_ROW_ALIGN, workspace_bytes // (element_bytes * k) // _ROW_ALIGN * _ROW_ALIGN)
 
 
+def _plan(n: int, k: int, budget: int, element_bytes: int, overlap: bool, ramp: bool):
+    """(rows of one chunk buffer, the chunks [(n0, rows)], buffers): a buffer holds at most
+    `budget` bytes and no more 128-row tiles than N needs."""
+    rows = min(chunk_rows(k, budget, element_bytes), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
+    chunks = _chunks(n, rows, ramp)
+    return rows, chunks, _slots(overlap, len(chunks))
+
+
 def workspace_bytes(m: int, n: int, k: int, w4a4: bool, budget: int = WORKSPACE_BYTES,
                     fp8: bool = False, overlap: bool = False) -> int:
     """Bytes this route allocates besides its output (for docs and benchmarks)."""
     size = 1 if fp8 else 2
-    rows = min(chunk_rows(k, budget, size), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    weight = rows * k * size * _slots(overlap, len(_chunks(n, rows, ramp=overlap and RAMP)))
+    rows, _, slots = _plan(n, k, budget, size, overlap, overlap and RAMP)
+    weight = rows * k * size * slots
     # Activations: W4A4 dequantizes them (bf16, or e4m3 in FP8 mode); FP8 W4A16 quantizes them
     # to e4m3 plus one float32 scale per row.
     act = m * k * size if (w4a4 or fp8) else 0
@@ -307,9 +315,7 @@ def _chunked(a, b, b_scale, alpha, scale_layout, compute_dtype, out_dtype, bias,
         return out
     if k == 0:
         return out.zero_() if bias is None else out.copy_(bias.to(out_dtype).expand(m, n))
-    rows = min(chunk_rows(k, budget), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    chunks = _chunks(n, rows, sched.ramp)
-    slots = _slots(sched.overlap, len(chunks))
+    rows, chunks, slots = _plan(n, k, budget, 2, sched.overlap, sched.ramp)
     ws = torch.empty((slots, rows, k), dtype=compute_dtype, device=a.device)
     alpha = alpha.reshape(-1).float()
     per_row = alpha.numel() > 1
@@ -344,9 +350,7 @@ def _fp8_chunked(a8, a_scale, b, b_scale, alpha, scale_layout, out_dtype, bias, 
     out = torch.empty((m, n), dtype=out_dtype, device=a8.device)
     if m == 0 or n == 0:
         return out
-    rows = min(chunk_rows(k, budget, 1), -(-n // _ROW_ALIGN) * _ROW_ALIGN)
-    chunks = _chunks(n, rows, sched.ramp)
-    slots = _slots(sched.overlap, len(chunks))
+    rows, chunks, slots = _plan(n, k, budget, 1, sched.overlap, sched.ramp)
     ws = torch.empty((slots, rows, k), dtype=torch.float8_e4m3fn, device=a8.device)
     fold = torch.full((1,), _FP8_FOLD, dtype=torch.float32, device=a8.device)
     b_scale_cols = (alpha.reshape(1, -1).float() / _FP8_FOLD).expand(1, n).contiguous()
