@@ -1,0 +1,360 @@
+// Hopper (sm_90a) warpgroup-MMA GEMM with NVFP4 weights for 17 <= M <= 256 tokens: the weights
+// are decoded in registers and fed to wgmma as its REGISTER A operand, the activations are the
+// shared-memory B operand. Torch-free: raw pointers and ints. WORK IN PROGRESS: compiled and
+// read in SASS, not yet run on a GPU (see "Unverified" below).
+//
+//   D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]),  fp32 accumulation
+//
+// Same arithmetic as the mid-size kernel (nvfp4/mid_gemm.cuh) and the decode kernel
+// (nvfp4/decode_gemm.cuh, whose weight pieces it reuses unchanged): tokens on the narrow (N) side
+// ("swap AB"), 64 weight rows per warpgroup as wgmma's M side, the select/shift/mask word decode
+// with the power of two folded into the block scale and undone in the epilogue. What changes is
+// the MMA: one wgmma.m64nNk16 per warpgroup and k16 step (N = the token tile, 32..256) instead of
+// N/8 mma.sync m16n8k16 per warp, so the MMA issue cost no longer grows with M, and the
+// activation operand is read by the tensor cores straight from shared memory (no per-warp
+// shared loads and byte permutes: in mid_gemm.cuh those were ~10 of ~38 instructions per 16x16
+// tile and k16 step).
+//
+// Fragment mapping (the decision this file rests on):
+// * wgmma's m64k16 register A fragment is, per warp w of the warpgroup, the mma.sync m16n8k16 A
+//   fragment of rows 16w..16w+15 (PTX ISA, "Register fragments and shared memory matrix layouts",
+//   wgmma .m64nNk16 A): lane (g = lane/4, t = lane%4) holds rows g and g+8, K slots (2t, 2t+1) in
+//   registers a0 (row g) / a1 (row g+8) and slots (2t+8, 2t+9) in a2 / a3. So the decode kernel's
+//   per-lane K permutation carries over as is: for each 128-wide K chunk lane t copies the 16
+//   checkpoint bytes (32 contiguous values, k = 32t..32t+31 of the chunk) of each of its rows,
+//   and k16 step S = 2J + h (J = word of those 16 bytes, h = 0/1) puts the nibble pair
+//   (P, P+4), P = 2h + c, of word J in the slot pair (2t + 8c, 2t + 8c + 1): decode_gemm's
+//   weight_operand<S>, unchanged. Slot pair (2t + 8c, +1) of step S therefore holds
+//   k = 32t + 8J + P and k + 4.
+// * The activations (B, K-major: token rows of 16 slots per step) are stored in that slot
+//   order, in the canonical no-swizzle K-major layout the wgmma descriptor reads: per step S a
+//   block of N/8 x 2 "core matrices" of 8 token rows x 16 bytes (128 contiguous bytes each;
+//   the two K halves c = 0/1 128 bytes apart = the descriptor's leading-dimension offset, 8-token
+//   groups 256 bytes apart = its stride offset; steps N x 32 bytes apart). The byte permute this
+//   needs is done ONCE per CTA and chunk, in place, one chunk ahead of the MMAs: cp.async puts
+//   16-byte unit u = 4t + J of token n (values k = 8u..8u+7) at the core row (step 2J + t/2,
+//   half t%2, token n); the thread that owns (n, J) then reads those four units and writes back
+//   the four core rows of steps 2J, 2J+1, each word t' of core row (S = 2J + h, c) being pair
+//   P = 2h + c, (k = 8(4t' + J) + P, k + 4), of unit 4t' + J (one prmt per word, as
+//   mid_gemm.cuh's PERMUTE_AHEAD does). Why not the other way round (decode the weights into
+//   natural (k, k+1) pairs so that B could be copied unpermuted): the word decode pairs nibbles
+//   P and P+4 of a 32-bit word; pairing the two nibbles of one byte instead costs ~6 more
+//   integer operations per 8 weights in every warp (measured on paper: a prmt per register
+//   plus the loss of the shared sign copy), against 24 instructions per 32 activations once per
+//   CTA here (at 128 rows per CTA: 6 per 8 weights at N = 256, 1.5 at N = 64). And a weight
+//   repack at load time would remove both, but changes what NVFP4 tensors carry: left for later.
+// * Accumulator fragment (per warp, rows 16w..16w+15 of the warpgroup's 64): for token block j
+//   (8 tokens), d[4j + e] is row g + 8 (e >> 1), token 8j + 2t + (e & 1), as mma.sync's C.
+//
+// Pipeline: a STAGES-deep ring of (activation chunk, every warp's weight chunk) filled by 16-byte
+// cp.async (weights: each lane copies and reads back its own 16 bytes + scale word, the decode
+// kernel's slot layout; activations: all threads). Per chunk, each warpgroup issues 8 wgmmas
+// (fence, mma, commit), decoding step S+1's A fragment (double-buffered registers) while MMA S
+// runs (wait_group 1 before a buffer is rewritten); meanwhile the CTA permutes the next chunk's
+// activations in place (then fence.proxy.async: generic-proxy writes become visible to the
+// wgmma's async-proxy reads) and waits for all MMAs before the barrier that frees the stage.
+// Split-K with an ordered reduction for N = 5376 layers, as mid_gemm.cuh (choose_splits there).
+//
+// sm_90a SASS (cuobjdump, CUDA 13.0; tests/csrc/test_sass.py checks HGMMA present, no LDL/STL):
+// see the table at the end of this comment, filled in from the build of this file.
+//
+// Unverified without a GPU (most likely wrong first):
+// 1. The register A fragment layout of wgmma m64nNk16 (assumed = 4 x mma.sync m16n8k16 A).
+// 2. The descriptor fields for the no-swizzle K-major B layout (LBO = K-direction core-matrix
+//    step = 128 bytes, SBO = 8-token step = 256 bytes, as CUTLASS's canonical K-major
+//    INTERLEAVE layout ((8,m),(T,2)):((1T,SBO),(1,LBO)) reads).
+// 3. That ptxas keeps the A registers of an in-flight wgmma alive until wait_group (it tracks
+//    wgmma register hazards itself; if it did not, results would be garbage, not slow).
+// W4A4 (packed activations) is not supported yet (the launcher rejects it).
+#pragma once
+
+#include <cstdint>
+
+#include "nvfp4/decode_gemm.cuh"
+#include "nvfp4/mid_gemm.cuh"
+#include "nvfp4/wgmma_ops.cuh"
+
+namespace nvfp4::wgmma_gemm {
+
+using decode_gemm::Act;
+using decode_gemm::kChunk;
+using decode_gemm::Params;
+
+constexpr int kMaxTokens = 256;  // wgmma's largest N
+// Shared memory a block may opt in to on an H100 (227 KB); the stage count is fitted under it.
+constexpr int kSmemLimit = 227 * 1024;
+
+// A launch shape: WG warpgroups per CTA, each owning 64 weight rows; at most MAX_SPLITS CTAs
+// share a row tile's K range.
+template <int WG_, int MAX_SPLITS_>
+struct Shape {
+  static constexpr int WG = WG_, MAX_SPLITS = MAX_SPLITS_;
+  static constexpr int kWarps = WG * 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kRows = WG * 64;
+  // One warp's share of a ring stage: weights [2 rows][32 lanes] x 16 bytes, then scale words
+  // [2][32] x 4 bytes (decode_gemm's slot layout with one 16-row tile per warp).
+  static constexpr int kWeightSlotBytes = 2 * 32 * (16 + 4);
+};
+
+template <int NT, class S>
+struct Layout {
+  static_assert(NT % 8 == 0 && NT >= 8 && NT <= kMaxTokens, "wgmma GEMM: token tile 8..256");
+  static constexpr int kStepBytes = NT * 32;  // one k16 step of B: NT tokens x 16 x 2 bytes
+  static constexpr int kActBytes = 8 * kStepBytes;
+  static constexpr int kStageBytes = kActBytes + S::kWarps * S::kWeightSlotBytes;
+  // As many stages as fit (up to 8), reserving 1 KB for static shared memory.
+  static constexpr int kFit = (kSmemLimit - 1024) / kStageBytes;
+  static constexpr int kStages = kFit > 8 ? 8 : kFit;
+  static_assert(kStages >= 3, "wgmma GEMM: a stage in flight, one permuted ahead, one computed");
+  static constexpr int kSmemBytes = kStages * kStageBytes;
+  static constexpr int kCtaElems = S::kThreads * NT / 2;  // fp32 partials of one CTA
+};
+
+// Byte offset, inside a stage's activation block, of core row (step s, K half c, token n).
+template <int NT>
+__host__ __device__ constexpr uint32_t core_row(int s, int c, int n) {
+  return s * (NT * 32) + (n >> 3) * 256 + c * 128 + (n & 7) * 16;
+}
+
+// The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
+// start address, leading-dimension byte offset (between the two K halves), stride byte offset
+// (between 8-token groups), all in 16-byte units; layout type 0 (bits 62-63) = no swizzle.
+__device__ __forceinline__ uint64_t b_descriptor(uint32_t smem_addr) {
+  constexpr uint64_t kLbo = 128 >> 4, kSbo = 256 >> 4;
+  return static_cast<uint64_t>((smem_addr >> 4) & 0x3FFF) | (kLbo << 16) | (kSbo << 32);
+}
+
+// ---- staging one K chunk of the activations (all threads of the CTA) ------------------------
+
+template <int NT, int kThreads>
+struct ActCopier {
+  static constexpr int kUnits = NT * 16;  // 16-byte units (8 values) per chunk
+  static_assert(kUnits % kThreads == 0, "every thread copies the same number of units");
+  static constexpr int kPer = kUnits / kThreads;
+  const uint8_t* src[kPer];  // chunk 0 of this thread's unit (row clamped to M - 1)
+  uint32_t dst[kPer];        // byte offset in the stage
+  int k0[kPer];              // K index of the unit's first value in chunk 0 (>= K: not valid)
+
+  __device__ __forceinline__ void init(const Params& p, int tid) {
+    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      // Thread pairs copy the two halves of a 32-byte sector (units 2i, 2i+1); neighbouring
+      // pairs take neighbouring tokens, so a quarter-warp's writes hit at most 2 of a bank
+      // group's 16 bytes.
+      const int idx = tid + j * kThreads;
+      const int rest = idx >> 1;
+      const int n = rest % NT, u = 2 * (rest / NT) + (idx & 1);
+      const int t = u >> 2, J = u & 3;
+      const int64_t rc = n < p.m ? n : p.m - 1;
+      src[j] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u * 16;
+      dst[j] = core_row<NT>(2 * J + (t >> 1), t & 1, n);
+      k0[j] = n < p.m ? u * 8 : INT32_MAX;
+    }
+  }
+
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p) const {
+    const int kc = chunk * kChunk;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const bool ok = k0[j] < p.k - kc;
+      decode_gemm::cp_async16(stage + dst[j], ok ? src[j] + chunk * (kChunk * 2) : src[j], ok);
+    }
+  }
+};
+
+// In-place permute of one staged chunk into the MMA's slot order (see the header): thread item
+// (token n, word J) reads units 4t + J (t = 0..3), staged at core rows (2J + t/2, t%2, n), and
+// writes core rows (2J + h, c) = pairs 2h + c of the four units.
+template <int NT, int kThreads>
+__device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
+  constexpr int kItems = NT * 4;
+  static_assert(kItems % kThreads == 0 || kThreads % kItems == 0, "whole items per thread");
+#pragma unroll
+  for (int j = 0; j < (kItems + kThreads - 1) / kThreads; ++j) {
+    const int idx = tid + j * kThreads;
+    if (kItems < kThreads && idx >= kItems) break;
+    const int n = idx % NT, J = idx / NT;
+    uint4 v[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+      v[t] = *reinterpret_cast<const uint4*>(act + core_row<NT>(2 * J + (t >> 1), t & 1, n));
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int P = 2 * h + c;
+        uint32_t w[4];
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+          const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
+          w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
+        }
+        *reinterpret_cast<uint4*>(act + core_row<NT>(2 * J + h, c, n)) =
+            make_uint4(w[0], w[1], w[2], w[3]);
+      }
+  }
+}
+
+// ---- the math of one chunk (one warpgroup, its 64 rows x NT tokens) -------------------------
+
+// k16 step S: decode the warp's A fragment into a[S % 2] (MMA S - 2, its last reader, completed
+// at the wait of step S - 1) and issue the warpgroup's MMA over the step's B block, which starts
+// S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte address field).
+template <int S, Act A, int NT>
+__device__ __forceinline__ void mma_step(float (&acc)[NT / 2], uint32_t (&a)[2][4],
+                                         const decode_gemm::WeightChunk<1>& w,
+                                         const uint32_t (&sc)[1][2][2], uint64_t desc0) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  decode_gemm::weight_operand<S, kBf16, 1>(a[S & 1], w, 0, sc);
+  wgmma::wgmma_fence();
+  wgmma::Wgmma<NT, kBf16>::mma(acc, a[S & 1], desc0 + static_cast<uint64_t>(S * NT * 2));
+  wgmma::wgmma_commit();
+  wgmma::wgmma_wait<1>();
+}
+
+template <Act A, int NT>
+__device__ __forceinline__ void compute_chunk(float (&acc)[NT / 2],
+                                              const decode_gemm::WeightChunk<1>& w,
+                                              uint32_t act_smem) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t sc[1][2][2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) scale_pair(w.s[0][h], kBf16, sc[0][h][0], sc[0][h][1]);
+  const uint64_t desc0 = b_descriptor(act_smem);
+  uint32_t a[2][4];
+  mma_step<0, A, NT>(acc, a, w, sc, desc0);
+  mma_step<1, A, NT>(acc, a, w, sc, desc0);
+  mma_step<2, A, NT>(acc, a, w, sc, desc0);
+  mma_step<3, A, NT>(acc, a, w, sc, desc0);
+  mma_step<4, A, NT>(acc, a, w, sc, desc0);
+  mma_step<5, A, NT>(acc, a, w, sc, desc0);
+  mma_step<6, A, NT>(acc, a, w, sc, desc0);
+  mma_step<7, A, NT>(acc, a, w, sc, desc0);
+}
+
+// Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
+// memory. With splits > 1, `partials` holds tiles * splits * Layout::kCtaElems floats and
+// `arrivals` tiles zeroed ints (the launcher allocates both on the launch stream).
+template <Act A, int NT, class S>
+__global__ void __launch_bounds__(S::kThreads, 1)
+    wgmma_gemm_kernel(const Params p, float* __restrict__ partials, int* __restrict__ arrivals) {
+  static_assert(A != Act::kNvfp4, "wgmma GEMM: 16-bit activations only (W4A16)");
+  using L = Layout<NT, S>;
+  constexpr int kStages = L::kStages, kThreads = S::kThreads;
+  constexpr int kAcc = NT / 2;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int row0 = blockIdx.x * S::kRows + warp * 16;  // this warp's first row
+  const int splits = gridDim.y, split = blockIdx.y;
+  const int chunks = (p.k + kChunk - 1) / kChunk;
+  const int c_begin = static_cast<int>(static_cast<int64_t>(split) * chunks / splits);
+  const int c_end = static_cast<int>(static_cast<int64_t>(split + 1) * chunks / splits);
+
+  float acc[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+
+  decode_gemm::WeightRows<1> rows;
+  decode_gemm::weight_rows(rows, p, row0, lane);
+  decode_gemm::WeightCursor<1> wc;
+  decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
+  ActCopier<NT, kThreads> copier;
+  copier.init(p, tid);
+
+  const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  constexpr uint32_t kScales = 2 * 32 * 16;
+  const uint32_t lane_slot = L::kActBytes + warp * S::kWeightSlotBytes;
+
+  auto issue = [&](int chunk, int stage) {
+    const uint32_t base = smem_s + stage * L::kStageBytes;
+    decode_gemm::issue_weights<1>(wc, base + lane_slot + 16 * lane,
+                                  base + lane_slot + kScales + 4 * lane, p);
+    copier.issue(base, chunk, p);
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (c_begin + s < c_end) issue(c_begin + s, s);
+    decode_gemm::cp_async_commit();
+  }
+  decode_gemm::cp_async_wait<kStages - 2>();  // chunk c_begin
+  __syncthreads();
+  permute_staged<NT, kThreads>(smem, tid);
+  wgmma::fence_proxy_async_shared();
+  int stage = 0;
+#pragma unroll 1
+  for (int c = c_begin; c < c_end; ++c) {
+    // This thread's copies of chunk c + 1 have landed; the barrier publishes everyone's, and the
+    // permuted chunk c, and says every warpgroup's MMAs of chunk c - 1 are complete (they wait
+    // before reaching it), so that stage can be refilled.
+    decode_gemm::cp_async_wait<kStages - 3>();
+    __syncthreads();
+    if (c + kStages - 1 < c_end) issue(c + kStages - 1, stage == 0 ? kStages - 1 : stage - 1);
+    decode_gemm::cp_async_commit();
+    const uint8_t* st = smem + stage * L::kStageBytes;
+    decode_gemm::WeightChunk<1> w;
+    decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                           rows);
+    compute_chunk<A, NT>(acc, w, smem_s + stage * L::kStageBytes);
+    // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
+    // reads that stage before the next barrier) is permuted into the MMA's slot order.
+    const int next = stage + 1 == kStages ? 0 : stage + 1;
+    if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
+    wgmma::fence_proxy_async_shared();
+    wgmma::wgmma_wait<0>();
+    wgmma::fence_accumulators(acc);
+    stage = next;
+  }
+  decode_gemm::cp_async_wait<0>();
+
+  if (splits > 1) {
+    // Publish this split's partial sums; the last CTA of the row tile to arrive adds all of
+    // them in split order (the same order whichever CTA that is).
+    __shared__ int is_last;
+    float* mine = partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * L::kCtaElems + tid;
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) __stcg(mine + i * kThreads, acc[i]);
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) is_last = atomicAdd(arrivals + blockIdx.x, 1) == splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const float* tile = partials + static_cast<int64_t>(blockIdx.x) * splits * L::kCtaElems + tid;
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+#pragma unroll 1
+    for (int s = 0; s < splits; ++s) {
+      const float* part = tile + static_cast<int64_t>(s) * L::kCtaElems;
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) acc[i] += __ldcg(part + i * kThreads);
+    }
+  }
+
+  // Epilogue: accumulator d[4j + e] is weight row g + 8 (e >> 1), token 8j + 2t + (e & 1).
+  float alpha[2], bias[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = min(row0 + g + 8 * h, p.n - 1);
+    alpha[h] = p.alpha[p.alpha_per_row ? r : 0];
+    bias[h] = decode_gemm::load_bias(p, r);
+  }
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) {
+    const int e = i & 3, j = i >> 2;
+    const int r = row0 + g + 8 * (e >> 1);
+    const int tok = j * 8 + 2 * t + (e & 1);
+    if (r >= p.n || tok >= p.m) continue;
+    const float v = acc[i] * decode_gemm::unfold<A>() * alpha[e >> 1] + bias[e >> 1];
+    const int64_t o = static_cast<int64_t>(tok) * p.n + r;
+    if (p.out_bf16)
+      static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
+    else
+      static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+  }
+}
+
+}  // namespace nvfp4::wgmma_gemm
