@@ -84,17 +84,19 @@ constexpr int kMaxTokens = 256;  // wgmma's largest N
 // Shared memory a block may opt in to on an H100 (227 KB); the stage count is fitted under it.
 constexpr int kSmemLimit = 227 * 1024;
 
-// A launch shape: WG warpgroups per CTA, each owning 64 weight rows; at most MAX_SPLITS CTAs
-// share a row tile's K range.
-template <int WG_, int MAX_SPLITS_>
+// A launch shape: WG warpgroups per CTA, each owning WT tiles of 64 weight rows (one wgmma per
+// tile and k16 step, on the same B block); at most MAX_SPLITS CTAs share a row tile's K range.
+// More rows per CTA (WG x WT x 64) divide the activation bytes each CTA stages from L2 per
+// weight byte: every CTA reads all M x K activations.
+template <int WG_, int WT_, int MAX_SPLITS_>
 struct Shape {
-  static constexpr int WG = WG_, MAX_SPLITS = MAX_SPLITS_;
+  static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
   static constexpr int kWarps = WG * 4;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kRows = WG * 64;
-  // One warp's share of a ring stage: weights [2 rows][32 lanes] x 16 bytes, then scale words
-  // [2][32] x 4 bytes (decode_gemm's slot layout with one 16-row tile per warp).
-  static constexpr int kWeightSlotBytes = 2 * 32 * (16 + 4);
+  static constexpr int kRows = WG * WT * 64;
+  // One warp's share of a ring stage: weights [WT][2 rows][32 lanes] x 16 bytes, then scale
+  // words [WT][2][32] x 4 bytes (decode_gemm's slot layout).
+  static constexpr int kWeightSlotBytes = WT * 2 * 32 * (16 + 4);
 };
 
 template <int NT, class S>
@@ -108,13 +110,22 @@ struct Layout {
   static constexpr int kStages = kFit > 8 ? 8 : kFit;
   static_assert(kStages >= 3, "wgmma GEMM: a stage in flight, one permuted ahead, one computed");
   static constexpr int kSmemBytes = kStages * kStageBytes;
-  static constexpr int kCtaElems = S::kThreads * NT / 2;  // fp32 partials of one CTA
+  static constexpr int kCtaElems = S::kThreads * S::WT * NT / 2;  // fp32 partials of one CTA
 };
 
 // Byte offset, inside a stage's activation block, of core row (step s, K half c, token n).
 template <int NT>
 __host__ __device__ constexpr uint32_t core_row(int s, int c, int n) {
   return s * (NT * 32) + (n >> 3) * 256 + c * 128 + (n & 7) * 16;
+}
+
+// Where cp.async puts 16-byte unit u (values 8u..8u+7 of the chunk) of token n: the core row
+// (step 2J + t/2, half t%2) with u = 4t + J, which the permute turns into the slot order.
+// Linear in the bits of u (and of n in multiples of 8), so a thread's copies are its first
+// copy's offset plus constants.
+template <int NT>
+__host__ __device__ constexpr uint32_t staged_unit(int u, int n) {
+  return core_row<NT>(2 * (u & 3) + (u >> 3), (u >> 2) & 1, n);
 }
 
 // The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
@@ -127,39 +138,46 @@ __device__ __forceinline__ uint64_t b_descriptor(uint32_t smem_addr) {
 
 // ---- staging one K chunk of the activations (all threads of the CTA) ------------------------
 
+// Thread pairs copy the two halves of a 32-byte sector (units 2i, 2i+1); neighbouring pairs
+// take neighbouring tokens (a quarter-warp's writes hit at most 2 of a bank group's 16 bytes).
+// Copy j of a thread is unit u0 + D (j / R) of token n0 + H (j % R), H = threads / 2: with
+// NT <= H a thread keeps its token and walks the units (R = 1, D = 2H / NT), otherwise it
+// also walks R = NT / H tokens (D = 2). So a thread keeps R row pointers and one shared-memory
+// offset, and everything else is a compile-time offset (no per-copy pointer registers).
 template <int NT, int kThreads>
 struct ActCopier {
-  static constexpr int kUnits = NT * 16;  // 16-byte units (8 values) per chunk
-  static_assert(kUnits % kThreads == 0, "every thread copies the same number of units");
-  static constexpr int kPer = kUnits / kThreads;
-  const uint8_t* src[kPer];  // chunk 0 of this thread's unit (row clamped to M - 1)
-  uint32_t dst[kPer];        // byte offset in the stage
-  int k0[kPer];              // K index of the unit's first value in chunk 0 (>= K: not valid)
+  static constexpr int H = kThreads / 2;
+  static_assert(H % NT == 0 || NT % H == 0, "token tile and thread count: powers of two");
+  static constexpr int R = NT > H ? NT / H : 1;
+  static constexpr int D = NT > H ? 2 : 2 * H / NT;
+  static constexpr int kPer = NT * 16 / kThreads;
+  const uint8_t* src[R];  // chunk 0 of unit u0 of token n0 + H r (row clamped to M - 1)
+  bool live[R];           // token n0 + H r < M
+  uint32_t dst;           // stage offset of copy 0
+  int k0;                 // K index of unit u0's first value in chunk 0
 
   __device__ __forceinline__ void init(const Params& p, int tid) {
+    const int n0 = (tid >> 1) % NT, u0 = 2 * ((tid >> 1) / NT) + (tid & 1);
     const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
 #pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      // Thread pairs copy the two halves of a 32-byte sector (units 2i, 2i+1); neighbouring
-      // pairs take neighbouring tokens, so a quarter-warp's writes hit at most 2 of a bank
-      // group's 16 bytes.
-      const int idx = tid + j * kThreads;
-      const int rest = idx >> 1;
-      const int n = rest % NT, u = 2 * (rest / NT) + (idx & 1);
-      const int t = u >> 2, J = u & 3;
+    for (int r = 0; r < R; ++r) {
+      const int n = n0 + H * r;
       const int64_t rc = n < p.m ? n : p.m - 1;
-      src[j] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u * 16;
-      dst[j] = core_row<NT>(2 * J + (t >> 1), t & 1, n);
-      k0[j] = n < p.m ? u * 8 : INT32_MAX;
+      src[r] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u0 * 16;
+      live[r] = n < p.m;
     }
+    dst = staged_unit<NT>(u0, n0);
+    k0 = u0 * 8;
   }
 
   __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p) const {
-    const int kc = chunk * kChunk;
+    const int k_left = p.k - chunk * kChunk - k0;  // values of unit u0 onwards in this chunk
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
-      const bool ok = k0[j] < p.k - kc;
-      decode_gemm::cp_async16(stage + dst[j], ok ? src[j] + chunk * (kChunk * 2) : src[j], ok);
+      const int r = j % R, du = D * (j / R);
+      const bool ok = live[r] && du * 8 < k_left;
+      const uint8_t* from = src[r] + chunk * (kChunk * 2) + du * 16;
+      decode_gemm::cp_async16(stage + dst + staged_unit<NT>(du, H * r), ok ? from : src[r], ok);
     }
   }
 };
@@ -197,41 +215,65 @@ __device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
   }
 }
 
-// ---- the math of one chunk (one warpgroup, its 64 rows x NT tokens) -------------------------
+// ---- the math of one chunk (one warpgroup, its WT x 64 rows x NT tokens) --------------------
 
-// k16 step S: decode the warp's A fragment into a[S % 2] (MMA S - 2, its last reader, completed
-// at the wait of step S - 1) and issue the warpgroup's MMA over the step's B block, which starts
-// S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte address field).
-template <int S, Act A, int NT>
-__device__ __forceinline__ void mma_step(float (&acc)[NT / 2], uint32_t (&a)[2][4],
-                                         const decode_gemm::WeightChunk<1>& w,
-                                         const uint32_t (&sc)[1][2][2], uint64_t desc0) {
+// Where one lane reads weights: rows g and g+8 of its warp's 16 in each of the warpgroup's WT
+// 64-row tiles (decode_gemm::weight_rows spaces tiles 16 rows apart; here they are 64 apart).
+template <int WT>
+__device__ __forceinline__ void tile_rows(decode_gemm::WeightRows<WT>& w, const Params& p,
+                                            int row0, int lane) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i) {
+    decode_gemm::WeightRows<1> one;
+    decode_gemm::weight_rows(one, p, row0 + 64 * i, lane);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      w.q[i][h] = one.q[0][h];
+      w.s[i][h] = one.s[0][h];
+      w.s_shift[i][h] = one.s_shift[0][h];
+    }
+  }
+}
+
+// k16 step S: decode the warp's A fragments of every tile into a[S % 2] (MMA S - 2, their last
+// reader, completed at the wait of step S - 1) and issue one MMA per tile over the step's B
+// block, which starts S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte
+// address field).
+template <int S, Act A, int NT, int WT>
+__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2], uint32_t (&a)[2][WT][4],
+                                         const decode_gemm::WeightChunk<WT>& w,
+                                         const uint32_t (&sc)[WT][2][2], uint64_t desc0) {
   constexpr bool kBf16 = A == Act::kBFloat16;
-  decode_gemm::weight_operand<S, kBf16, 1>(a[S & 1], w, 0, sc);
+#pragma unroll
+  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[S & 1][i], w, i, sc);
   wgmma::wgmma_fence();
-  wgmma::Wgmma<NT, kBf16>::mma(acc, a[S & 1], desc0 + static_cast<uint64_t>(S * NT * 2));
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[S & 1][i], desc0 + static_cast<uint64_t>(S * NT * 2));
   wgmma::wgmma_commit();
   wgmma::wgmma_wait<1>();
 }
 
-template <Act A, int NT>
-__device__ __forceinline__ void compute_chunk(float (&acc)[NT / 2],
-                                              const decode_gemm::WeightChunk<1>& w,
+template <Act A, int NT, int WT>
+__device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
+                                              const decode_gemm::WeightChunk<WT>& w,
                                               uint32_t act_smem) {
   constexpr bool kBf16 = A == Act::kBFloat16;
-  uint32_t sc[1][2][2];
+  uint32_t sc[WT][2][2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) scale_pair(w.s[0][h], kBf16, sc[0][h][0], sc[0][h][1]);
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
   const uint64_t desc0 = b_descriptor(act_smem);
-  uint32_t a[2][4];
-  mma_step<0, A, NT>(acc, a, w, sc, desc0);
-  mma_step<1, A, NT>(acc, a, w, sc, desc0);
-  mma_step<2, A, NT>(acc, a, w, sc, desc0);
-  mma_step<3, A, NT>(acc, a, w, sc, desc0);
-  mma_step<4, A, NT>(acc, a, w, sc, desc0);
-  mma_step<5, A, NT>(acc, a, w, sc, desc0);
-  mma_step<6, A, NT>(acc, a, w, sc, desc0);
-  mma_step<7, A, NT>(acc, a, w, sc, desc0);
+  uint32_t a[2][WT][4];
+  mma_step<0, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<1, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<2, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<3, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<4, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<5, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<6, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<7, A, NT, WT>(acc, a, w, sc, desc0);
 }
 
 // Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
@@ -242,31 +284,34 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     wgmma_gemm_kernel(const Params p, float* __restrict__ partials, int* __restrict__ arrivals) {
   static_assert(A != Act::kNvfp4, "wgmma GEMM: 16-bit activations only (W4A16)");
   using L = Layout<NT, S>;
-  constexpr int kStages = L::kStages, kThreads = S::kThreads;
+  constexpr int kStages = L::kStages, kThreads = S::kThreads, WT = S::WT;
   constexpr int kAcc = NT / 2;
   extern __shared__ __align__(128) uint8_t smem[];
   const int tid = threadIdx.x;
   const int lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int row0 = blockIdx.x * S::kRows + warp * 16;  // this warp's first row
+  // This warp's first row: warpgroup warp / 4 owns WT x 64 rows, the warp 16 in each tile.
+  const int row0 = blockIdx.x * S::kRows + (warp >> 2) * (64 * WT) + (warp & 3) * 16;
   const int splits = gridDim.y, split = blockIdx.y;
   const int chunks = (p.k + kChunk - 1) / kChunk;
   const int c_begin = static_cast<int>(static_cast<int64_t>(split) * chunks / splits);
   const int c_end = static_cast<int>(static_cast<int64_t>(split + 1) * chunks / splits);
 
-  float acc[kAcc];
+  float acc[WT][kAcc];
 #pragma unroll
-  for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int e = 0; e < kAcc; ++e) acc[i][e] = 0.0f;
 
-  decode_gemm::WeightRows<1> rows;
-  decode_gemm::weight_rows(rows, p, row0, lane);
-  decode_gemm::WeightCursor<1> wc;
+  decode_gemm::WeightRows<WT> rows;
+  tile_rows(rows, p, row0, lane);
+  decode_gemm::WeightCursor<WT> wc;
   decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
   ActCopier<NT, kThreads> copier;
   copier.init(p, tid);
 
   const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  constexpr uint32_t kScales = 2 * 32 * 16;
+  constexpr uint32_t kScales = WT * 2 * 32 * 16;
   const uint32_t lane_slot = L::kActBytes + warp * S::kWeightSlotBytes;
 
   auto issue = [&](int chunk, int stage) {
@@ -295,17 +340,18 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     if (c + kStages - 1 < c_end) issue(c + kStages - 1, stage == 0 ? kStages - 1 : stage - 1);
     decode_gemm::cp_async_commit();
     const uint8_t* st = smem + stage * L::kStageBytes;
-    decode_gemm::WeightChunk<1> w;
+    decode_gemm::WeightChunk<WT> w;
     decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
                            rows);
-    compute_chunk<A, NT>(acc, w, smem_s + stage * L::kStageBytes);
+    compute_chunk<A, NT, WT>(acc, w, smem_s + stage * L::kStageBytes);
     // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
     // reads that stage before the next barrier) is permuted into the MMA's slot order.
     const int next = stage + 1 == kStages ? 0 : stage + 1;
     if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
     wgmma::fence_proxy_async_shared();
     wgmma::wgmma_wait<0>();
-    wgmma::fence_accumulators(acc);
+#pragma unroll
+    for (int i = 0; i < WT; ++i) wgmma::fence_accumulators(acc[i]);
     stage = next;
   }
   decode_gemm::cp_async_wait<0>();
@@ -314,46 +360,58 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // Publish this split's partial sums; the last CTA of the row tile to arrive adds all of
     // them in split order (the same order whichever CTA that is).
     __shared__ int is_last;
-    float* mine = partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * L::kCtaElems + tid;
+    float* mine =
+        partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * L::kCtaElems + tid;
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) __stcg(mine + i * kThreads, acc[i]);
+    for (int i = 0; i < WT; ++i)
+#pragma unroll
+      for (int e = 0; e < kAcc; ++e) __stcg(mine + (i * kAcc + e) * kThreads, acc[i][e]);
     __threadfence();
     __syncthreads();
     if (tid == 0) is_last = atomicAdd(arrivals + blockIdx.x, 1) == splits - 1;
     __syncthreads();
     if (!is_last) return;
     __threadfence();
-    const float* tile = partials + static_cast<int64_t>(blockIdx.x) * splits * L::kCtaElems + tid;
+    const float* tile =
+        partials + static_cast<int64_t>(blockIdx.x) * splits * L::kCtaElems + tid;
 #pragma unroll
-    for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < WT; ++i)
+#pragma unroll
+      for (int e = 0; e < kAcc; ++e) acc[i][e] = 0.0f;
 #pragma unroll 1
     for (int s = 0; s < splits; ++s) {
       const float* part = tile + static_cast<int64_t>(s) * L::kCtaElems;
 #pragma unroll
-      for (int i = 0; i < kAcc; ++i) acc[i] += __ldcg(part + i * kThreads);
+      for (int i = 0; i < WT; ++i)
+#pragma unroll
+        for (int e = 0; e < kAcc; ++e) acc[i][e] += __ldcg(part + (i * kAcc + e) * kThreads);
     }
   }
 
-  // Epilogue: accumulator d[4j + e] is weight row g + 8 (e >> 1), token 8j + 2t + (e & 1).
-  float alpha[2], bias[2];
+  // Epilogue: accumulator d[4j + e] of tile i is weight row 64 i + g + 8 (e >> 1) (from the
+  // warp's first row), token 8j + 2t + (e & 1).
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = min(row0 + g + 8 * h, p.n - 1);
-    alpha[h] = p.alpha[p.alpha_per_row ? r : 0];
-    bias[h] = decode_gemm::load_bias(p, r);
-  }
+  for (int i = 0; i < WT; ++i) {
+    float alpha[2], bias[2];
 #pragma unroll
-  for (int i = 0; i < kAcc; ++i) {
-    const int e = i & 3, j = i >> 2;
-    const int r = row0 + g + 8 * (e >> 1);
-    const int tok = j * 8 + 2 * t + (e & 1);
-    if (r >= p.n || tok >= p.m) continue;
-    const float v = acc[i] * decode_gemm::unfold<A>() * alpha[e >> 1] + bias[e >> 1];
-    const int64_t o = static_cast<int64_t>(tok) * p.n + r;
-    if (p.out_bf16)
-      static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
-    else
-      static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+    for (int h = 0; h < 2; ++h) {
+      const int r = min(row0 + 64 * i + g + 8 * h, p.n - 1);
+      alpha[h] = p.alpha[p.alpha_per_row ? r : 0];
+      bias[h] = decode_gemm::load_bias(p, r);
+    }
+#pragma unroll
+    for (int e4 = 0; e4 < kAcc; ++e4) {
+      const int e = e4 & 3, j = e4 >> 2;
+      const int r = row0 + 64 * i + g + 8 * (e >> 1);
+      const int tok = j * 8 + 2 * t + (e & 1);
+      if (r >= p.n || tok >= p.m) continue;
+      const float v = acc[i][e4] * decode_gemm::unfold<A>() * alpha[e >> 1] + bias[e >> 1];
+      const int64_t o = static_cast<int64_t>(tok) * p.n + r;
+      if (p.out_bf16)
+        static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
+      else
+        static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+    }
   }
 }
 
