@@ -18,7 +18,8 @@
 // Fragment mapping (the decision this file rests on):
 // * wgmma's m64k16 register A fragment is, per warp w of the warpgroup, the mma.sync m16n8k16 A
 //   fragment of rows 16w..16w+15 (PTX ISA, "Register fragments and shared memory matrix layouts",
-//   wgmma .m64nNk16 A): lane (g = lane/4, t = lane%4) holds rows g and g+8, K slots (2t, 2t+1) in
+//   wgmma .m64nNk16 A; CUTLASS's register-A layout for 16-bit types, ALayout_64x16, reads the
+//   same: thread (t, g, warp) x value (pair half, row + 8, k + 8)): lane (g = lane/4, t = lane%4) holds rows g and g+8, K slots (2t, 2t+1) in
 //   registers a0 (row g) / a1 (row g+8) and slots (2t+8, 2t+9) in a2 / a3. So the decode kernel's
 //   per-lane K permutation carries over as is: for each 128-wide K chunk lane t copies the 16
 //   checkpoint bytes (32 contiguous values, k = 32t..32t+31 of the chunk) of each of its rows,
@@ -46,6 +47,10 @@
 // * Accumulator fragment (per warp, rows 16w..16w+15 of the warpgroup's 64): for token block j
 //   (8 tokens), d[4j + e] is row g + 8 (e >> 1), token 8j + 2t + (e & 1), as mma.sync's C.
 //
+// Launch shapes: WG = 2 warpgroups per CTA, each with WT = 1 or 2 tiles of 64 rows (one wgmma
+// per tile and step on the same B block); token tiles 32, 64, 128, 256 (WT = 2 up to 128);
+// one CTA per SM (the ring takes the shared memory: 3 to 8 stages, up to 227 KB).
+//
 // Pipeline: a STAGES-deep ring of (activation chunk, every warp's weight chunk) filled by 16-byte
 // cp.async (weights: each lane copies and reads back its own 16 bytes + scale word, the decode
 // kernel's slot layout; activations: all threads). Per chunk, each warpgroup issues 8 wgmmas
@@ -55,16 +60,42 @@
 // wgmma's async-proxy reads) and waits for all MMAs before the barrier that frees the stage.
 // Split-K with an ordered reduction for N = 5376 layers, as mid_gemm.cuh (choose_splits there).
 //
-// sm_90a SASS (cuobjdump, CUDA 13.0; tests/csrc/test_sass.py checks HGMMA present, no LDL/STL):
-// see the table at the end of this comment, filled in from the build of this file.
+// sm_90a SASS (cuobjdump, CUDA 13.0), no local memory (LDL/STL) in any instantiation
+// (tests/csrc/test_sass.py checks that and the 8 register-A HGMMA per tile per chunk); "loop" =
+// instructions of one warp per 128-wide K chunk, i.e. per (its 16 rows x 128 K) of each tile;
+// dividing by 8 gives the count per warp and k16 step, x 4 warps per 64x16 weight tile:
+//   token tile (NT), tiles (WT): registers, loop fp16 / bf16 activations
+//   NT  32, WT 1:  83 registers, loop 306 / 316 (8 HGMMA, 17 WARPGROUP fence/arrive/wait)
+//   NT  64, WT 1: 100 registers, loop 296 / 306; fp16 = 64 LOP3 + 56 IMAD (decode shifts on
+//     the FMA pipe) + 32 HMUL2 (block scale) + 20 PRMT (16 of them the CTA's activation
+//     permute, 4 scale broadcasts) + 15 LDS + 8 LDGSTS + 8 HGMMA + 17 WARPGROUP + addressing.
+//     Per 64x16 weight tile and k16 step: 4 warps x 37 (bf16: 38) warp instructions, one HGMMA
+//     per warpgroup, against mid_gemm.cuh's 4 x ~46 (8 HMMA each, bf16) at M = 64.
+//   NT 128, WT 1: 142 registers, loop 354 / 364 (36 PRMT: the permute grows with NT)
+//   NT 256, WT 1: 255 registers, loop 457 / 467 (68 PRMT, 20 LDGSTS, 32 SEL of copy sources)
+//   NT  32, WT 2: 127 registers (bf16), loop 482 / 502 for two tiles
+//   NT  64, WT 2: 157 registers (bf16), loop 473 / 493 for two tiles (237 / 247 per tile)
+//   NT 128, WT 2: 255 registers, loop 529 / 549 for two tiles (265 / 275 per tile)
+// Modelled H100 bounds per CTA and chunk, gate_up 43008 x 5376 at M = 64, default shape (128
+// rows): issue 8 warps x 306 / 4 schedulers = 612 cycles; tensor 128 x 64 x 128 MACs / ~2048
+// per cycle = 512; shared memory (cp.async writes 26 KB, permute 16 + 16 KB, wgmma reads
+// 2 x 16 KB, weight reads 10 KB) ~100 KB / 128 B per cycle = 780 cycles; HBM ~0.56 B per weight
+// -> ~43 us for the layer. At M = 128 the tensor cores (1024 cycles per chunk) and the L2 reads
+// of activations (every 128-row CTA reads all M x K: ~3.5x the weight bytes; WT = 2 halves it)
+// bound it instead; at M = 256 also the shared-memory traffic of the permute (~330 KB per chunk).
 //
 // Unverified without a GPU (most likely wrong first):
-// 1. The register A fragment layout of wgmma m64nNk16 (assumed = 4 x mma.sync m16n8k16 A).
-// 2. The descriptor fields for the no-swizzle K-major B layout (LBO = K-direction core-matrix
-//    step = 128 bytes, SBO = 8-token step = 256 bytes, as CUTLASS's canonical K-major
-//    INTERLEAVE layout ((8,m),(T,2)):((1T,SBO),(1,LBO)) reads).
-// 3. That ptxas keeps the A registers of an in-flight wgmma alive until wait_group (it tracks
-//    wgmma register hazards itself; if it did not, results would be garbage, not slow).
+// 1. The B descriptor (LBO = K-direction core-matrix step = 128 bytes, SBO = 8-token step =
+//    256 bytes, layout type 0), read from CUTLASS's canonical K-major INTERLEAVE layout
+//    ((8,m),(T,2)):((1T,SBO),(1,LBO)); a swapped pair would give wrong sums, not a crash.
+// 2. That ptxas keeps the A registers of an in-flight wgmma alive until its wait_group (the
+//    SASS shows the next writes to them after WARPGROUP.DEPBAR; if not, results are garbage).
+// 3. The register A fragment layout (from the PTX ISA and CUTLASS, not run). The index math
+//    that depends on it (copier placement, permute, descriptor addressing, slot <-> k of A and
+//    B) was checked against an offline model for every token tile at 128 and 256 threads.
+// 4. The proxy fence: generic st.shared of the permute -> fence.proxy.async -> bar.sync ->
+//    wgmma reads; cp.async writes of the next refill after wgmma wait_group 0 + bar.sync.
+// 5. Performance: only modelled (above); nothing here has been timed.
 // W4A4 (packed activations) is not supported yet (the launcher rejects it).
 #pragma once
 
