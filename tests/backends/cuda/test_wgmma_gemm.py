@@ -113,6 +113,29 @@ def test_every_code_and_extreme_scales_exact(a_dtype, m):
     assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
 
 
+@pytest.mark.parametrize("m", [64, 200])
+def test_each_k_and_token_lands_where_it_belongs(m):
+    """A diagnosis of the fragment mapping: weight row r is 1.0 at column r only (a 128 x 128
+    identity, one CTA, one K chunk) and a[i, k] = k + 1 + 128 (i % 8) (exact in fp16), so
+    y[i, r] must be r + 1 + 128 (i % 8); a wrong slot order shows as the k (and token) that
+    landed there instead, which the message lists."""
+    n = k = 128
+    codes = torch.zeros(n, k, dtype=torch.uint8)
+    codes[torch.arange(n), torch.arange(n)] = 2  # E2M1 code 2 = 1.0
+    data = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    scale = torch.full((n, k // 16), 0x38, dtype=torch.uint8).view(torch.float8_e4m3fn)  # 1.0
+    w = nk.NVFP4(data.cuda(), ref.swizzle_scales(scale).cuda(), torch.tensor(1.0, device="cuda"),
+                 "swizzled", torch.Size((n, k)))
+    tok = torch.arange(m).reshape(m, 1) % 8
+    a = (torch.arange(k).reshape(1, k) + 1 + 128 * tok).to(torch.float16)
+    want = a.double()  # y = a @ I^T
+    y = _call(a.cuda(), w, torch.ones(1, device="cuda"), None, torch.float16).double().cpu()
+    bad = (y != want).nonzero()[:8].tolist()
+    found = [(i, r, int(y[i, r]) - 1) for i, r in bad]
+    assert not bad, "(token, row, found k + 128 * token % 8): " + str(
+        [(i, r, v % 128 if v >= 0 else v, v // 128 if v >= 0 else None) for i, r, v in found])
+
+
 @pytest.mark.parametrize("variant", _VARIANTS)
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
 def test_every_launch_shape_within_bar(variant, layout):
