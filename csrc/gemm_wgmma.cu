@@ -61,7 +61,10 @@ template <> struct Variant<1> { using type = Shape<2, 1, 1>; };
 // bytes through L2), for twice the accumulators. Token tiles up to 128 (at 256 the
 // accumulators alone would take every register): M > 128 runs the default.
 template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
-static_assert(kWgmmaGemmVariants == 3, "one Variant<> per variant");
+// The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
+// token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
+template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
+static_assert(kWgmmaGemmVariants == 4, "one Variant<> per variant");
 
 template <Act A, int NT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -70,6 +73,10 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
     case 1: launch<A, NT, Variant<1>::type>(p, like, stream); break;
     case 2:
       if constexpr (NT <= 128) launch<A, NT, Variant<2>::type>(p, like, stream);
+      else launch<A, NT, Variant<0>::type>(p, like, stream);
+      break;
+    case 3:
+      if constexpr (NT <= 128) launch<A, NT, Variant<3>::type>(p, like, stream);
       else launch<A, NT, Variant<0>::type>(p, like, stream);
       break;
     default: launch<A, NT, Variant<0>::type>(p, like, stream);
@@ -133,6 +140,7 @@ int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_
     case 2:
       return token_tile(m) <= 128 ? splits_for<Variant<2>::type>(m, n, k, slots)
                                   : splits_for<Variant<0>::type>(m, n, k, slots);
+    case 3: return splits_for<Variant<3>::type>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

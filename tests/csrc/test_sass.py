@@ -178,14 +178,15 @@ def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
 
 def test_sm90_wgmma_gemm_is_hgmma_cp_async_and_spill_free():
     """csrc/include/nvfp4/wgmma_gemm.cuh: every instantiation (2 activation dtypes x (4 token
-    tiles x 2 one-tile shapes + 3 token tiles of the two-tile shape)) issues eight warpgroup
+    tiles x 2 one-tile shapes + 3 token tiles of the two-tile shape and of the overlapping
+    shape)) issues eight warpgroup
     MMAs per 64-row tile and 128-wide K chunk, m64 x (token tile) x k16 with fp32 accumulation
     and the A operand from registers (a register, not a descriptor, after the accumulator),
     streams 16-byte cp.async copies into its ring, and keeps everything in registers. Hopper
     only: no other target has it."""
     kernels = _functions("sm_90a", "wgmma_gemm_kernel")
-    assert C.WGMMA_GEMM_VARIANTS == 3
-    assert len(kernels) == 2 * (4 * 2 + 3), sorted(kernels)
+    assert C.WGMMA_GEMM_VARIANTS == 4
+    assert len(kernels) == 2 * (4 * 2 + 3 + 3), sorted(kernels)
     for name, sass in kernels.items():
         shape = re.search(r"Li(\d+)ENS0_5ShapeILi2ELi(\d)ELi\d+E", name)
         assert shape, name

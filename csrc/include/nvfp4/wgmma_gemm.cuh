@@ -57,7 +57,9 @@
 // (fence, mma, commit), decoding step S+1's A fragment (double-buffered registers) while MMA S
 // runs (wait_group 1 before a buffer is rewritten); meanwhile the CTA permutes the next chunk's
 // activations in place (then fence.proxy.async: generic-proxy writes become visible to the
-// wgmma's async-proxy reads) and waits for all MMAs before the barrier that frees the stage.
+// wgmma's async-proxy reads) and waits for all MMAs before the barrier that frees the stage
+// (Shape::OVERLAP, variant 3: only for all but the last, which then runs across the barrier;
+// the stage of two chunks back is refilled instead; SASS: one WARPGROUP wait fewer per chunk).
 // Split-K with an ordered reduction for N = 5376 layers, as mid_gemm.cuh (choose_splits there).
 //
 // sm_90a SASS (cuobjdump, CUDA 13.0), no local memory (LDL/STL) in any instantiation
@@ -119,9 +121,14 @@ constexpr int kSmemLimit = 227 * 1024;
 // tile and k16 step, on the same B block); at most MAX_SPLITS CTAs share a row tile's K range.
 // More rows per CTA (WG x WT x 64) divide the activation bytes each CTA stages from L2 per
 // weight byte: every CTA reads all M x K activations.
-template <int WG_, int WT_, int MAX_SPLITS_>
+// OVERLAP: the last MMAs of a chunk keep running across the barrier into the next chunk (the
+// stage refilled is the one of two chunks back, whose MMAs are known complete), instead of
+// every warpgroup draining its MMAs before each barrier; costs a stage of copies in flight and
+// needs 4 stages (token tiles whose ring has 3 run without it).
+template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false>
 struct Shape {
   static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
+  static constexpr bool OVERLAP = OVERLAP_;
   static constexpr int kWarps = WG * 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRows = WG * WT * 64;
@@ -351,12 +358,16 @@ __global__ void __launch_bounds__(S::kThreads, 1)
                                   base + lane_slot + kScales + 4 * lane, p);
     copier.issue(base, chunk, p);
   };
+  // Chunks copied ahead of the one computed: kStages - 1, or kStages - 2 when the stage of the
+  // previous chunk is still being read by its last MMAs (OVERLAP).
+  constexpr bool kOverlap = S::OVERLAP && kStages >= 4;
+  constexpr int kAhead = kOverlap ? kStages - 2 : kStages - 1;
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kAhead; ++s) {
     if (c_begin + s < c_end) issue(c_begin + s, s);
     decode_gemm::cp_async_commit();
   }
-  decode_gemm::cp_async_wait<kStages - 2>();  // chunk c_begin
+  decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
   __syncthreads();
   permute_staged<NT, kThreads>(smem, tid);
   wgmma::fence_proxy_async_shared();
@@ -364,11 +375,16 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
     // This thread's copies of chunk c + 1 have landed; the barrier publishes everyone's, and the
-    // permuted chunk c, and says every warpgroup's MMAs of chunk c - 1 are complete (they wait
-    // before reaching it), so that stage can be refilled.
-    decode_gemm::cp_async_wait<kStages - 3>();
+    // permuted chunk c. It also frees a stage: without OVERLAP every warpgroup waited for all
+    // its MMAs before reaching it, so chunk c - 1's stage is refilled; with OVERLAP each waited
+    // for all but its last MMA (of chunk c - 1), so chunk c - 2's stage is.
+    decode_gemm::cp_async_wait<kAhead - 2>();
     __syncthreads();
-    if (c + kStages - 1 < c_end) issue(c + kStages - 1, stage == 0 ? kStages - 1 : stage - 1);
+    {
+      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
+      const int refill = stage - back < 0 ? stage - back + kStages : stage - back;
+      if (c + kAhead < c_end) issue(c + kAhead, refill);
+    }
     decode_gemm::cp_async_commit();
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
@@ -380,11 +396,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const int next = stage + 1 == kStages ? 0 : stage + 1;
     if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
     wgmma::fence_proxy_async_shared();
-    wgmma::wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < WT; ++i) wgmma::fence_accumulators(acc[i]);
+    if constexpr (!kOverlap) wgmma::wgmma_wait<0>();
     stage = next;
   }
+  wgmma::wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < WT; ++i) wgmma::fence_accumulators(acc[i]);
   decode_gemm::cp_async_wait<0>();
 
   if (splits > 1) {
