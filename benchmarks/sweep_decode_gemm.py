@@ -75,6 +75,8 @@ def run(args):
                     lambda a, w: a @ w.T, harness.rotated(lambda: (
                         torch.randn(m, k, device=device, dtype=torch.bfloat16),
                         torch.randn(n, k, device=device, dtype=torch.bfloat16))), args)
+                if err:
+                    row["cublas_bf16_error"] = err
                 base = row["cublas_bf16_ms"]
                 for key in [key for key in row if key.endswith("_ms") and key[0] in "vm"]:
                     if base and row[key]:
