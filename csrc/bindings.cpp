@@ -53,6 +53,21 @@ std::string gemm_sm100_config(int64_t, int64_t, int64_t, at::ScalarType) { missi
 }  // namespace nvfp4
 #endif
 
+#ifndef NVFP4_WITH_GEMM_WGMMA
+namespace nvfp4 {
+at::Tensor gemm_wgmma(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
+                      const at::Tensor&, bool, const at::Tensor&, const std::optional<at::Tensor>&,
+                      at::ScalarType, int64_t) {
+  TORCH_CHECK(false, "the wgmma GEMM (gemm_wgmma) needs an extension built with sm_90a; this "
+              "build has: ", archs_text());
+}
+int64_t gemm_wgmma_splits(int64_t, int64_t, int64_t, int64_t, int64_t) {
+  TORCH_CHECK(false, "gemm_wgmma_splits: the wgmma GEMM is not in this build (", archs_text(),
+              ")");
+}
+}  // namespace nvfp4
+#endif
+
 #ifndef NVFP4_WITH_DECODE_GEMM
 namespace nvfp4 {
 at::Tensor gemm_decode(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
@@ -96,6 +111,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("HAS_DECODE_GEMM") = false;
   m.attr("HAS_MID_GEMM") = false;
 #endif
+#ifdef NVFP4_WITH_GEMM_WGMMA
+  m.attr("HAS_WGMMA_GEMM") = true;
+  m.attr("WGMMA_GEMM_VARIANTS") = nvfp4::kWgmmaGemmVariants;
+#else
+  m.attr("HAS_WGMMA_GEMM") = false;
+#endif
   using namespace pybind11::literals;
   m.def("quantize", &nvfp4::quantize, "x"_a, "global_scale"_a, "swizzled"_a);
   m.def("quantize_computed_scale", &nvfp4::quantize_computed_scale, "x"_a, "swizzled"_a,
@@ -113,6 +134,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm_mid", &nvfp4::gemm_mid, "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
         "b_scale_swizzled"_a, "alpha"_a, "bias"_a, "out_dtype"_a, "variant"_a = 0);
   m.def("gemm_mid_splits", &nvfp4::gemm_mid_splits, "m"_a, "n"_a, "k"_a, "slots"_a,
+        "variant"_a = 0);
+  m.def("gemm_wgmma", &nvfp4::gemm_wgmma, "a"_a, "a_scale"_a, "b"_a, "b_scale"_a,
+        "b_scale_swizzled"_a, "alpha"_a, "bias"_a, "out_dtype"_a, "variant"_a = 0);
+  m.def("gemm_wgmma_splits", &nvfp4::gemm_wgmma_splits, "m"_a, "n"_a, "k"_a, "slots"_a,
         "variant"_a = 0);
   m.def("gemm_sm120", &nvfp4::gemm_sm120, "a"_a, "b"_a, "a_scale"_a, "b_scale"_a, "alpha"_a,
         "out_dtype"_a);

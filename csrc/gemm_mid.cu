@@ -3,10 +3,6 @@
 // W4A16 (fp16/bf16 activations) and W4A4 (packed activations) for 1 <= M <= 64 tokens (the
 // Python backend sends it 16 < M <= 64; M <= 16 goes to the decode kernel). Same operands and
 // checks as gemm_decode (csrc/decode_args.h).
-#include <atomic>
-#include <mutex>
-#include <unordered_map>
-
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
@@ -16,6 +12,7 @@
 #include "decode_args.h"
 #include "nvfp4/mid_gemm.cuh"
 #include "ops.h"
+#include "resident_ctas.h"
 
 namespace nvfp4 {
 namespace {
@@ -24,40 +21,13 @@ using decode_gemm::Act;
 using mid_gemm::Layout;
 using mid_gemm::Shape;
 
-// Resident CTAs of a kernel on the whole of `device` (SMs x CTAs per SM, after its shared-memory
-// opt-in), cached: host queries, no stream work, so it is safe under CUDA-graph capture.
-int resident_ctas(const void* kernel, int threads, size_t smem, int device) {
-  static std::mutex lock;
-  static std::unordered_map<const void*, int> cache[64];
-  const std::lock_guard<std::mutex> hold(lock);
-  auto& per_device = cache[device & 63];
-  auto it = per_device.find(kernel);
-  if (it != per_device.end()) return it->second;
-  int smem_optin = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                        device));
-  TORCH_CHECK(static_cast<size_t>(smem_optin) >= smem, "mid GEMM: this launch shape needs ",
-              smem, " bytes of shared memory per block, the GPU allows ", smem_optin,
-              " (an SM90 GPU has enough)");
-  if (smem > 48 * 1024)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
-  int ctas = 0;
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, smem));
-  TORCH_CHECK(ctas >= 1, "mid GEMM: the launch shape does not fit on an SM");
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  per_device.emplace(kernel, ctas * sms);
-  return ctas * sms;
-}
-
 template <Act A, int MT, class S>
 void launch(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t stream) {
   using L = Layout<A, MT, S>;
   auto* kernel = mid_gemm::mid_gemm_kernel<A, MT, S>;
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  const int slots = resident_ctas(reinterpret_cast<const void*>(kernel), S::kThreads,
+  const int slots = resident_ctas("mid GEMM", reinterpret_cast<const void*>(kernel), S::kThreads,
                                   L::kSmemBytes, device);
   const int64_t tiles = (p.n + S::kRows - 1) / S::kRows;
   const int splits = mid_gemm::choose_splits(tiles, p.k, MT * 8, slots, S::MAX_SPLITS);

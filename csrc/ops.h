@@ -58,6 +58,17 @@ constexpr int kMidGemmVariants = 5;
 // The split-K count gemm_mid picks for (M, N, K) on a GPU with `slots` resident CTAs (host only).
 int64_t gemm_mid_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant = 0);
 
+// gemm_wgmma.cu (only in builds with sm_90a; bindings.cpp stubs it otherwise): the Hopper
+// warpgroup-MMA GEMM, 16-bit activations (W4A16; a_scale must be None), 1 <= M <= 256, operands
+// and split-K as gemm_mid. Not in the automatic backend choice yet.
+at::Tensor gemm_wgmma(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
+                      const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
+                      const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
+                      at::ScalarType out_dtype, int64_t variant = 0);
+constexpr int kWgmmaGemmVariants = 4;
+// The split-K count gemm_wgmma picks (host only), as gemm_mid_splits.
+int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant = 0);
+
 // gemm_sm120.cu / gemm_sm100.cu (only in builds with sm_120a / sm_100a; bindings.cpp provides
 // stubs that explain what is missing otherwise). D = alpha * A @ B^T, out bf16 or fp16.
 at::Tensor gemm_sm120(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_scale,

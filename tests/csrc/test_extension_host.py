@@ -183,6 +183,27 @@ def test_mid_gemm_entry_point():
             C.gemm_mid(*args)
 
 
+def test_wgmma_gemm_entry_point():
+    """The Hopper wgmma GEMM (csrc/gemm_wgmma.cu, sm_90a builds only): gemm_mid's checks with
+    M up to 256, 16-bit activations only; a build without sm_90a has a stub that says so."""
+    a = torch.zeros(40, 64, dtype=torch.bfloat16)
+    b = torch.zeros(64, 32, dtype=torch.uint8)
+    b_scale = torch.zeros(128, 4).to(E4M3)
+    args = (a, None, b, b_scale, True, torch.ones(1), None, torch.bfloat16)
+    if C.HAS_WGMMA_GEMM:
+        with pytest.raises(RuntimeError, match=r"wgmma GEMM: M must be in \[1, 256\], got 257"):
+            C.gemm_wgmma(torch.zeros(257, 64, dtype=torch.bfloat16), *args[1:])
+        with pytest.raises(RuntimeError, match="wgmma GEMM: a must be float16 or bfloat16"):
+            C.gemm_wgmma(torch.zeros(40, 32, dtype=torch.uint8), b_scale, *args[2:])
+        with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
+            C.gemm_wgmma(*args)
+        assert C.gemm_wgmma_splits(128, 5376, 21504, 132) > 1
+        assert C.gemm_wgmma_splits(128, 5376, 21504, 132, 1) == 1  # variant 1: no split-K
+    else:
+        with pytest.raises(RuntimeError, match="needs an extension built with sm_90a"):
+            C.gemm_wgmma(*args)
+
+
 @pytest.mark.skipif(C is None or not C.HAS_MID_GEMM, reason="no mid-size GEMM in this build")
 def test_mid_gemm_split_k_policy():
     """csrc/include/nvfp4/mid_gemm.cuh choose_splits on the H100's 132 SMs (one 256-row CTA per

@@ -174,3 +174,27 @@ def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
         assert re.search(r"\bHMMA\.16816\.F32\b", sass), f"{name}: no m16n8k16 MMA"
         assert "LDGSTS.E.BYPASS.128" in sass, f"{name}: no 16-byte cp.async"
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+
+
+def test_sm90_wgmma_gemm_is_hgmma_cp_async_and_spill_free():
+    """csrc/include/nvfp4/wgmma_gemm.cuh: every instantiation (2 activation dtypes x (4 token
+    tiles x 2 one-tile shapes + 3 token tiles of the two-tile shape and of the overlapping
+    shape)) issues eight warpgroup
+    MMAs per 64-row tile and 128-wide K chunk, m64 x (token tile) x k16 with fp32 accumulation
+    and the A operand from registers (a register, not a descriptor, after the accumulator),
+    streams 16-byte cp.async copies into its ring, and keeps everything in registers. Hopper
+    only: no other target has it."""
+    kernels = _functions("sm_90a", "wgmma_gemm_kernel")
+    assert C.WGMMA_GEMM_VARIANTS == 4
+    assert len(kernels) == 2 * (4 * 2 + 3 + 3), sorted(kernels)
+    for name, sass in kernels.items():
+        shape = re.search(r"Li(\d+)ENS0_5ShapeILi2ELi(\d)ELi\d+E", name)
+        assert shape, name
+        tile, tiles = shape.group(1), int(shape.group(2))
+        mma = re.findall(rf"\bHGMMA\.64x{tile}x16\.F32(?:\.BF16)? R\d+, R\d+, gdesc", sass)
+        assert len(mma) == 8 * tiles, f"{name}: {len(mma)} register-A HGMMA, expected {8 * tiles}"
+        assert "LDGSTS.E.BYPASS.128" in sass, f"{name}: no 16-byte cp.async"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+    for arch in C.COMPILED_ARCHS:
+        if arch != "sm_90a":
+            assert not _functions(arch, "wgmma_gemm_kernel"), f"{arch} has the wgmma GEMM"

@@ -1,0 +1,148 @@
+// Launcher of the Hopper warpgroup-MMA NVFP4 GEMM (csrc/include/nvfp4/wgmma_gemm.cuh). Built only
+// when sm_90a is a target (CMakeLists.txt, group "gemm_wgmma": wgmma exists only in the
+// arch-specific sm_90a target). W4A16 (fp16/bf16 activations), 1 <= M <= 256 tokens (meant for
+// 17..256); same operands and checks as gemm_mid (csrc/decode_args.h). Not used by the automatic
+// backend choice yet: it is reached through C.gemm_wgmma only, until measured.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "decode_args.h"
+#include "nvfp4/wgmma_gemm.cuh"
+#include "ops.h"
+#include "resident_ctas.h"
+
+namespace nvfp4 {
+namespace {
+
+using decode_gemm::Act;
+using wgmma_gemm::Layout;
+using wgmma_gemm::Shape;
+
+template <Act A, int NT, class S>
+void launch(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t stream) {
+  using L = Layout<NT, S>;
+  auto* kernel = wgmma_gemm::wgmma_gemm_kernel<A, NT, S>;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const int slots = resident_ctas("wgmma GEMM", reinterpret_cast<const void*>(kernel),
+                                  S::kThreads, L::kSmemBytes, device);
+  const int64_t tiles = (p.n + S::kRows - 1) / S::kRows;
+  const int splits = mid_gemm::choose_splits(tiles, p.k, NT, slots, S::MAX_SPLITS);
+  float* partials = nullptr;
+  int* arrivals = nullptr;
+  at::Tensor workspace, counters;
+  if (splits > 1) {
+    // From the caching allocator on the launch stream: no host sync, capturable.
+    workspace = at::empty({tiles * splits * L::kCtaElems}, like.options().dtype(at::kFloat));
+    counters = at::zeros({tiles}, like.options().dtype(at::kInt));
+    partials = workspace.data_ptr<float>();
+    arrivals = counters.data_ptr<int>();
+  }
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
+  kernel<<<grid, S::kThreads, L::kSmemBytes, stream>>>(p, partials, arrivals);
+}
+
+// Launch shapes (the `variant` argument, 0 <= variant < kWgmmaGemmVariants;
+// benchmarks/sweep_decode_gemm.py --kernel wgmma times them, tests/backends/cuda/
+// test_wgmma_gemm.py checks every one). 0 is the default, chosen by reasoning, not measured.
+template <int V>
+struct Variant {
+  // Two warpgroups (128 weight rows) share each staged activation chunk; split-K up to 8 to
+  // fill the SMs on N = 5376 layers.
+  using type = Shape<2, 1, 8>;
+};
+// The default without split-K.
+template <> struct Variant<1> { using type = Shape<2, 1, 1>; };
+// Two 64-row tiles per warpgroup (256 rows per CTA): half the activation bytes staged from L2
+// per weight byte (at M = 128 every 128-row CTA reading all activations moves ~3.5x the weight
+// bytes through L2), for twice the accumulators. Token tiles up to 128 (at 256 the
+// accumulators alone would take every register): M > 128 runs the default.
+template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
+// The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
+// token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
+template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
+static_assert(kWgmmaGemmVariants == 4, "one Variant<> per variant");
+
+template <Act A, int NT>
+void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
+                    cudaStream_t stream) {
+  switch (variant) {
+    case 1: launch<A, NT, Variant<1>::type>(p, like, stream); break;
+    case 2:
+      if constexpr (NT <= 128) launch<A, NT, Variant<2>::type>(p, like, stream);
+      else launch<A, NT, Variant<0>::type>(p, like, stream);
+      break;
+    case 3:
+      if constexpr (NT <= 128) launch<A, NT, Variant<3>::type>(p, like, stream);
+      else launch<A, NT, Variant<0>::type>(p, like, stream);
+      break;
+    default: launch<A, NT, Variant<0>::type>(p, like, stream);
+  }
+}
+
+// The token tile (wgmma's N) for M tokens: 32, 64, 128 or 256 (fewer kernels to build; the
+// padding costs tensor-core time only, and weight decode does not depend on it).
+int token_tile(int64_t m) { return m <= 32 ? 32 : m <= 64 ? 64 : m <= 128 ? 128 : 256; }
+
+template <Act A>
+void launch_for_m(const decode_gemm::Params& p, int variant, const at::Tensor& like,
+                  cudaStream_t stream) {
+  switch (token_tile(p.m)) {
+    case 32: launch_variant<A, 32>(p, variant, like, stream); break;
+    case 64: launch_variant<A, 64>(p, variant, like, stream); break;
+    case 128: launch_variant<A, 128>(p, variant, like, stream); break;
+    default: launch_variant<A, 256>(p, variant, like, stream);
+  }
+}
+
+template <class S>
+int64_t splits_for(int64_t m, int64_t n, int64_t k, int64_t slots) {
+  return mid_gemm::choose_splits((n + S::kRows - 1) / S::kRows, k, token_tile(m),
+                                 static_cast<int>(slots), S::MAX_SPLITS);
+}
+
+}  // namespace
+
+at::Tensor gemm_wgmma(const at::Tensor& a, const std::optional<at::Tensor>& a_scale,
+                      const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
+                      const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
+                      at::ScalarType out_dtype, int64_t variant) {
+  TORCH_CHECK(a.scalar_type() != at::kByte && !a_scale.has_value(),
+              "wgmma GEMM: a must be float16 or bfloat16 (W4A16; packed activations are not "
+              "supported yet), got ", describe(a));
+  decode_gemm::Params p =
+      decode_params("wgmma GEMM", wgmma_gemm::kMaxTokens, a, std::nullopt, b, b_scale,
+                    b_scale_swizzled, alpha, bias, out_dtype);
+  // The ring copies scales as aligned 4-byte words.
+  TORCH_CHECK(aligned_to(b_scale, 4), "wgmma GEMM: b_scale must be 4-byte aligned, got a view at ",
+              b_scale.data_ptr());
+  const c10::cuda::CUDAGuard guard(a.device());
+  auto out = at::empty({int64_t{p.m}, int64_t{p.n}}, a.options().dtype(out_dtype));
+  if (p.n == 0) return out;
+  p.out = out.data_ptr();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const int v = variant >= 0 && variant < kWgmmaGemmVariants ? static_cast<int>(variant) : 0;
+  if (a.scalar_type() == at::kHalf) launch_for_m<Act::kHalf>(p, v, a, stream);
+  else launch_for_m<Act::kBFloat16>(p, v, a, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant) {
+  TORCH_CHECK(m >= 1 && m <= wgmma_gemm::kMaxTokens && n >= 1 && k >= 32,
+              "gemm_wgmma_splits: expected 1 <= M <= 256, N >= 1, K >= 32, got ", m, ", ", n,
+              ", ", k);
+  switch (variant) {
+    case 1: return splits_for<Variant<1>::type>(m, n, k, slots);
+    case 2:
+      return token_tile(m) <= 128 ? splits_for<Variant<2>::type>(m, n, k, slots)
+                                  : splits_for<Variant<0>::type>(m, n, k, slots);
+    case 3: return splits_for<Variant<3>::type>(m, n, k, slots);
+    default: return splits_for<Variant<0>::type>(m, n, k, slots);
+  }
+}
+
+}  // namespace nvfp4

@@ -1,0 +1,466 @@
+// Hopper (sm_90a) warpgroup-MMA GEMM with NVFP4 weights for 17 <= M <= 256 tokens: the weights
+// are decoded in registers and fed to wgmma as its REGISTER A operand, the activations are the
+// shared-memory B operand. Torch-free: raw pointers and ints. WORK IN PROGRESS: compiled and
+// read in SASS, not yet run on a GPU (see "Unverified" below).
+//
+//   D[m, n] = alpha[n] * sum_k A[m, k] * B_hat[n, k] (+ bias[n]),  fp32 accumulation
+//
+// Same arithmetic as the mid-size kernel (nvfp4/mid_gemm.cuh) and the decode kernel
+// (nvfp4/decode_gemm.cuh, whose weight pieces it reuses unchanged): tokens on the narrow (N) side
+// ("swap AB"), 64 weight rows per warpgroup as wgmma's M side, the select/shift/mask word decode
+// with the power of two folded into the block scale and undone in the epilogue. What changes is
+// the MMA: one wgmma.m64nNk16 per warpgroup and k16 step (N = the token tile, 32..256) instead of
+// N/8 mma.sync m16n8k16 per warp, so the MMA issue cost no longer grows with M, and the
+// activation operand is read by the tensor cores straight from shared memory (no per-warp
+// shared loads and byte permutes: in mid_gemm.cuh those were ~10 of ~38 instructions per 16x16
+// tile and k16 step).
+//
+// Fragment mapping (the decision this file rests on):
+// * wgmma's m64k16 register A fragment is, per warp w of the warpgroup, the mma.sync m16n8k16 A
+//   fragment of rows 16w..16w+15 (PTX ISA, "Register fragments and shared memory matrix layouts",
+//   wgmma .m64nNk16 A; CUTLASS's register-A layout for 16-bit types, ALayout_64x16, reads the
+//   same: thread (t, g, warp) x value (pair half, row + 8, k + 8)): lane (g = lane/4, t = lane%4) holds rows g and g+8, K slots (2t, 2t+1) in
+//   registers a0 (row g) / a1 (row g+8) and slots (2t+8, 2t+9) in a2 / a3. So the decode kernel's
+//   per-lane K permutation carries over as is: for each 128-wide K chunk lane t copies the 16
+//   checkpoint bytes (32 contiguous values, k = 32t..32t+31 of the chunk) of each of its rows,
+//   and k16 step S = 2J + h (J = word of those 16 bytes, h = 0/1) puts the nibble pair
+//   (P, P+4), P = 2h + c, of word J in the slot pair (2t + 8c, 2t + 8c + 1): decode_gemm's
+//   weight_operand<S>, unchanged. Slot pair (2t + 8c, +1) of step S therefore holds
+//   k = 32t + 8J + P and k + 4.
+// * The activations (B, K-major: token rows of 16 slots per step) are stored in that slot
+//   order, in the canonical no-swizzle K-major layout the wgmma descriptor reads: per step S a
+//   block of N/8 x 2 "core matrices" of 8 token rows x 16 bytes (128 contiguous bytes each;
+//   the two K halves c = 0/1 128 bytes apart = the descriptor's leading-dimension offset, 8-token
+//   groups 256 bytes apart = its stride offset; steps N x 32 bytes apart). The byte permute this
+//   needs is done ONCE per CTA and chunk, in place, one chunk ahead of the MMAs: cp.async puts
+//   16-byte unit u = 4t + J of token n (values k = 8u..8u+7) at the core row (step 2J + t/2,
+//   half t%2, token n); the thread that owns (n, J) then reads those four units and writes back
+//   the four core rows of steps 2J, 2J+1, each word t' of core row (S = 2J + h, c) being pair
+//   P = 2h + c, (k = 8(4t' + J) + P, k + 4), of unit 4t' + J (one prmt per word, as
+//   mid_gemm.cuh's PERMUTE_AHEAD does). Why not the other way round (decode the weights into
+//   natural (k, k+1) pairs so that B could be copied unpermuted): the word decode pairs nibbles
+//   P and P+4 of a 32-bit word; pairing the two nibbles of one byte instead costs ~6 more
+//   integer operations per 8 weights in every warp (measured on paper: a prmt per register
+//   plus the loss of the shared sign copy), against 24 instructions per 32 activations once per
+//   CTA here (at 128 rows per CTA: 6 per 8 weights at N = 256, 1.5 at N = 64). And a weight
+//   repack at load time would remove both, but changes what NVFP4 tensors carry: left for later.
+// * Accumulator fragment (per warp, rows 16w..16w+15 of the warpgroup's 64): for token block j
+//   (8 tokens), d[4j + e] is row g + 8 (e >> 1), token 8j + 2t + (e & 1), as mma.sync's C.
+//
+// Launch shapes: WG = 2 warpgroups per CTA, each with WT = 1 or 2 tiles of 64 rows (one wgmma
+// per tile and step on the same B block); token tiles 32, 64, 128, 256 (WT = 2 up to 128);
+// one CTA per SM (the ring takes the shared memory: 3 to 8 stages, up to 227 KB).
+//
+// Pipeline: a STAGES-deep ring of (activation chunk, every warp's weight chunk) filled by 16-byte
+// cp.async (weights: each lane copies and reads back its own 16 bytes + scale word, the decode
+// kernel's slot layout; activations: all threads). Per chunk, each warpgroup issues 8 wgmmas
+// (fence, mma, commit), decoding step S+1's A fragment (double-buffered registers) while MMA S
+// runs (wait_group 1 before a buffer is rewritten); meanwhile the CTA permutes the next chunk's
+// activations in place (then fence.proxy.async: generic-proxy writes become visible to the
+// wgmma's async-proxy reads) and waits for all MMAs before the barrier that frees the stage
+// (Shape::OVERLAP, variant 3: only for all but the last, which then runs across the barrier;
+// the stage of two chunks back is refilled instead; SASS: one WARPGROUP wait fewer per chunk).
+// Split-K with an ordered reduction for N = 5376 layers, as mid_gemm.cuh (choose_splits there).
+//
+// sm_90a SASS (cuobjdump, CUDA 13.0), no local memory (LDL/STL) in any instantiation
+// (tests/csrc/test_sass.py checks that and the 8 register-A HGMMA per tile per chunk); "loop" =
+// instructions of one warp per 128-wide K chunk, i.e. per (its 16 rows x 128 K) of each tile;
+// dividing by 8 gives the count per warp and k16 step, x 4 warps per 64x16 weight tile:
+//   token tile (NT), tiles (WT): registers, loop fp16 / bf16 activations
+//   NT  32, WT 1:  83 registers, loop 306 / 316 (8 HGMMA, 17 WARPGROUP fence/arrive/wait)
+//   NT  64, WT 1: 100 registers, loop 296 / 306; fp16 = 64 LOP3 + 56 IMAD (decode shifts on
+//     the FMA pipe) + 32 HMUL2 (block scale) + 20 PRMT (16 of them the CTA's activation
+//     permute, 4 scale broadcasts) + 15 LDS + 8 LDGSTS + 8 HGMMA + 17 WARPGROUP + addressing.
+//     Per 64x16 weight tile and k16 step: 4 warps x 37 (bf16: 38) warp instructions, one HGMMA
+//     per warpgroup, against mid_gemm.cuh's 4 x ~46 (8 HMMA each, bf16) at M = 64.
+//   NT 128, WT 1: 142 registers, loop 354 / 364 (36 PRMT: the permute grows with NT)
+//   NT 256, WT 1: 255 registers, loop 457 / 467 (68 PRMT, 20 LDGSTS, 32 SEL of copy sources)
+//   NT  32, WT 2: 127 registers (bf16), loop 482 / 502 for two tiles
+//   NT  64, WT 2: 157 registers (bf16), loop 473 / 493 for two tiles (237 / 247 per tile)
+//   NT 128, WT 2: 255 registers, loop 529 / 549 for two tiles (265 / 275 per tile)
+// Modelled H100 bounds per CTA and chunk, gate_up 43008 x 5376 at M = 64, default shape (128
+// rows): issue 8 warps x 306 / 4 schedulers = 612 cycles; tensor 128 x 64 x 128 MACs / ~2048
+// per cycle = 512; shared memory (cp.async writes 26 KB, permute 16 + 16 KB, wgmma reads
+// 2 x 16 KB, weight reads 10 KB) ~100 KB / 128 B per cycle = 780 cycles; HBM ~0.56 B per weight
+// -> ~43 us for the layer. At M = 128 the tensor cores (1024 cycles per chunk) and the L2 reads
+// of activations (every 128-row CTA reads all M x K: ~3.5x the weight bytes; WT = 2 halves it)
+// bound it instead; at M = 256 also the shared-memory traffic of the permute (~330 KB per chunk).
+//
+// Unverified without a GPU (most likely wrong first):
+// 1. The B descriptor (LBO = K-direction core-matrix step = 128 bytes, SBO = 8-token step =
+//    256 bytes, layout type 0), read from CUTLASS's canonical K-major INTERLEAVE layout
+//    ((8,m),(T,2)):((1T,SBO),(1,LBO)); a swapped pair would give wrong sums, not a crash.
+// 2. That ptxas keeps the A registers of an in-flight wgmma alive until its wait_group (the
+//    SASS shows the next writes to them after WARPGROUP.DEPBAR; if not, results are garbage).
+// 3. The register A fragment layout (from the PTX ISA and CUTLASS, not run). The index math
+//    that depends on it (copier placement, permute, descriptor addressing, slot <-> k of A and
+//    B) was checked against an offline model for every token tile at 128 and 256 threads.
+// 4. The proxy fence: generic st.shared of the permute -> fence.proxy.async -> bar.sync ->
+//    wgmma reads; cp.async writes of the next refill after wgmma wait_group 0 + bar.sync.
+// 5. Performance: only modelled (above); nothing here has been timed.
+// W4A4 (packed activations) is not supported yet (the launcher rejects it).
+#pragma once
+
+#include <cstdint>
+
+#include "nvfp4/decode_gemm.cuh"
+#include "nvfp4/mid_gemm.cuh"
+#include "nvfp4/wgmma_ops.cuh"
+
+namespace nvfp4::wgmma_gemm {
+
+using decode_gemm::Act;
+using decode_gemm::kChunk;
+using decode_gemm::Params;
+
+constexpr int kMaxTokens = 256;  // wgmma's largest N
+// Shared memory a block may opt in to on an H100 (227 KB); the stage count is fitted under it.
+constexpr int kSmemLimit = 227 * 1024;
+
+// A launch shape: WG warpgroups per CTA, each owning WT tiles of 64 weight rows (one wgmma per
+// tile and k16 step, on the same B block); at most MAX_SPLITS CTAs share a row tile's K range.
+// More rows per CTA (WG x WT x 64) divide the activation bytes each CTA stages from L2 per
+// weight byte: every CTA reads all M x K activations.
+// OVERLAP: the last MMAs of a chunk keep running across the barrier into the next chunk (the
+// stage refilled is the one of two chunks back, whose MMAs are known complete), instead of
+// every warpgroup draining its MMAs before each barrier; costs a stage of copies in flight and
+// needs 4 stages (token tiles whose ring has 3 run without it).
+template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false>
+struct Shape {
+  static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
+  static constexpr bool OVERLAP = OVERLAP_;
+  static constexpr int kWarps = WG * 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kRows = WG * WT * 64;
+  // One warp's share of a ring stage: weights [WT][2 rows][32 lanes] x 16 bytes, then scale
+  // words [WT][2][32] x 4 bytes (decode_gemm's slot layout).
+  static constexpr int kWeightSlotBytes = WT * 2 * 32 * (16 + 4);
+};
+
+template <int NT, class S>
+struct Layout {
+  static_assert(NT % 8 == 0 && NT >= 8 && NT <= kMaxTokens, "wgmma GEMM: token tile 8..256");
+  static constexpr int kStepBytes = NT * 32;  // one k16 step of B: NT tokens x 16 x 2 bytes
+  static constexpr int kActBytes = 8 * kStepBytes;
+  static constexpr int kStageBytes = kActBytes + S::kWarps * S::kWeightSlotBytes;
+  // As many stages as fit (up to 8), reserving 1 KB for static shared memory.
+  static constexpr int kFit = (kSmemLimit - 1024) / kStageBytes;
+  static constexpr int kStages = kFit > 8 ? 8 : kFit;
+  static_assert(kStages >= 3, "wgmma GEMM: a stage in flight, one permuted ahead, one computed");
+  static constexpr int kSmemBytes = kStages * kStageBytes;
+  static constexpr int kCtaElems = S::kThreads * S::WT * NT / 2;  // fp32 partials of one CTA
+};
+
+// Byte offset, inside a stage's activation block, of core row (step s, K half c, token n).
+template <int NT>
+__host__ __device__ constexpr uint32_t core_row(int s, int c, int n) {
+  return s * (NT * 32) + (n >> 3) * 256 + c * 128 + (n & 7) * 16;
+}
+
+// Where cp.async puts 16-byte unit u (values 8u..8u+7 of the chunk) of token n: the core row
+// (step 2J + t/2, half t%2) with u = 4t + J, which the permute turns into the slot order.
+// Linear in the bits of u (and of n in multiples of 8), so a thread's copies are its first
+// copy's offset plus constants.
+template <int NT>
+__host__ __device__ constexpr uint32_t staged_unit(int u, int n) {
+  return core_row<NT>(2 * (u & 3) + (u >> 3), (u >> 2) & 1, n);
+}
+
+// The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
+// start address, leading-dimension byte offset (between the two K halves), stride byte offset
+// (between 8-token groups), all in 16-byte units; layout type 0 (bits 62-63) = no swizzle.
+__device__ __forceinline__ uint64_t b_descriptor(uint32_t smem_addr) {
+  constexpr uint64_t kLbo = 128 >> 4, kSbo = 256 >> 4;
+  return static_cast<uint64_t>((smem_addr >> 4) & 0x3FFF) | (kLbo << 16) | (kSbo << 32);
+}
+
+// ---- staging one K chunk of the activations (all threads of the CTA) ------------------------
+
+// Thread pairs copy the two halves of a 32-byte sector (units 2i, 2i+1); neighbouring pairs
+// take neighbouring tokens (a quarter-warp's writes hit at most 2 of a bank group's 16 bytes).
+// Copy j of a thread is unit u0 + D (j / R) of token n0 + H (j % R), H = threads / 2: with
+// NT <= H a thread keeps its token and walks the units (R = 1, D = 2H / NT), otherwise it
+// also walks R = NT / H tokens (D = 2). So a thread keeps R row pointers and one shared-memory
+// offset, and everything else is a compile-time offset (no per-copy pointer registers).
+template <int NT, int kThreads>
+struct ActCopier {
+  static constexpr int H = kThreads / 2;
+  static_assert(H % NT == 0 || NT % H == 0, "token tile and thread count: powers of two");
+  static constexpr int R = NT > H ? NT / H : 1;
+  static constexpr int D = NT > H ? 2 : 2 * H / NT;
+  static constexpr int kPer = NT * 16 / kThreads;
+  const uint8_t* src[R];  // chunk 0 of unit u0 of token n0 + H r (row clamped to M - 1)
+  bool live[R];           // token n0 + H r < M
+  uint32_t dst;           // stage offset of copy 0
+  int k0;                 // K index of unit u0's first value in chunk 0
+
+  __device__ __forceinline__ void init(const Params& p, int tid) {
+    const int n0 = (tid >> 1) % NT, u0 = 2 * ((tid >> 1) / NT) + (tid & 1);
+    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int n = n0 + H * r;
+      const int64_t rc = n < p.m ? n : p.m - 1;
+      src[r] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u0 * 16;
+      live[r] = n < p.m;
+    }
+    dst = staged_unit<NT>(u0, n0);
+    k0 = u0 * 8;
+  }
+
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p) const {
+    const int k_left = p.k - chunk * kChunk - k0;  // values of unit u0 onwards in this chunk
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int r = j % R, du = D * (j / R);
+      const bool ok = live[r] && du * 8 < k_left;
+      const uint8_t* from = src[r] + chunk * (kChunk * 2) + du * 16;
+      decode_gemm::cp_async16(stage + dst + staged_unit<NT>(du, H * r), ok ? from : src[r], ok);
+    }
+  }
+};
+
+// In-place permute of one staged chunk into the MMA's slot order (see the header): thread item
+// (token n, word J) reads units 4t + J (t = 0..3), staged at core rows (2J + t/2, t%2, n), and
+// writes core rows (2J + h, c) = pairs 2h + c of the four units.
+template <int NT, int kThreads>
+__device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
+  constexpr int kItems = NT * 4;
+  static_assert(kItems % kThreads == 0 || kThreads % kItems == 0, "whole items per thread");
+#pragma unroll
+  for (int j = 0; j < (kItems + kThreads - 1) / kThreads; ++j) {
+    const int idx = tid + j * kThreads;
+    if (kItems < kThreads && idx >= kItems) break;
+    const int n = idx % NT, J = idx / NT;
+    uint4 v[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t)
+      v[t] = *reinterpret_cast<const uint4*>(act + core_row<NT>(2 * J + (t >> 1), t & 1, n));
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int P = 2 * h + c;
+        uint32_t w[4];
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+          const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
+          w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
+        }
+        *reinterpret_cast<uint4*>(act + core_row<NT>(2 * J + h, c, n)) =
+            make_uint4(w[0], w[1], w[2], w[3]);
+      }
+  }
+}
+
+// ---- the math of one chunk (one warpgroup, its WT x 64 rows x NT tokens) --------------------
+
+// Where one lane reads weights: rows g and g+8 of its warp's 16 in each of the warpgroup's WT
+// 64-row tiles (decode_gemm::weight_rows spaces tiles 16 rows apart; here they are 64 apart).
+template <int WT>
+__device__ __forceinline__ void tile_rows(decode_gemm::WeightRows<WT>& w, const Params& p,
+                                            int row0, int lane) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i) {
+    decode_gemm::WeightRows<1> one;
+    decode_gemm::weight_rows(one, p, row0 + 64 * i, lane);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      w.q[i][h] = one.q[0][h];
+      w.s[i][h] = one.s[0][h];
+      w.s_shift[i][h] = one.s_shift[0][h];
+    }
+  }
+}
+
+// k16 step S: decode the warp's A fragments of every tile into a[S % 2] (MMA S - 2, their last
+// reader, completed at the wait of step S - 1) and issue one MMA per tile over the step's B
+// block, which starts S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte
+// address field).
+template <int S, Act A, int NT, int WT>
+__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2], uint32_t (&a)[2][WT][4],
+                                         const decode_gemm::WeightChunk<WT>& w,
+                                         const uint32_t (&sc)[WT][2][2], uint64_t desc0) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+#pragma unroll
+  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[S & 1][i], w, i, sc);
+  wgmma::wgmma_fence();
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[S & 1][i], desc0 + static_cast<uint64_t>(S * NT * 2));
+  wgmma::wgmma_commit();
+  wgmma::wgmma_wait<1>();
+}
+
+template <Act A, int NT, int WT>
+__device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
+                                              const decode_gemm::WeightChunk<WT>& w,
+                                              uint32_t act_smem) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t sc[WT][2][2];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
+  const uint64_t desc0 = b_descriptor(act_smem);
+  uint32_t a[2][WT][4];
+  mma_step<0, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<1, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<2, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<3, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<4, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<5, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<6, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<7, A, NT, WT>(acc, a, w, sc, desc0);
+}
+
+// Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
+// memory. With splits > 1, `partials` holds tiles * splits * Layout::kCtaElems floats and
+// `arrivals` tiles zeroed ints (the launcher allocates both on the launch stream).
+template <Act A, int NT, class S>
+__global__ void __launch_bounds__(S::kThreads, 1)
+    wgmma_gemm_kernel(const Params p, float* __restrict__ partials, int* __restrict__ arrivals) {
+  static_assert(A != Act::kNvfp4, "wgmma GEMM: 16-bit activations only (W4A16)");
+  using L = Layout<NT, S>;
+  constexpr int kStages = L::kStages, kThreads = S::kThreads, WT = S::WT;
+  constexpr int kAcc = NT / 2;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  // This warp's first row: warpgroup warp / 4 owns WT x 64 rows, the warp 16 in each tile.
+  const int row0 = blockIdx.x * S::kRows + (warp >> 2) * (64 * WT) + (warp & 3) * 16;
+  const int splits = gridDim.y, split = blockIdx.y;
+  const int chunks = (p.k + kChunk - 1) / kChunk;
+  const int c_begin = static_cast<int>(static_cast<int64_t>(split) * chunks / splits);
+  const int c_end = static_cast<int>(static_cast<int64_t>(split + 1) * chunks / splits);
+
+  float acc[WT][kAcc];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int e = 0; e < kAcc; ++e) acc[i][e] = 0.0f;
+
+  decode_gemm::WeightRows<WT> rows;
+  tile_rows(rows, p, row0, lane);
+  decode_gemm::WeightCursor<WT> wc;
+  decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
+  ActCopier<NT, kThreads> copier;
+  copier.init(p, tid);
+
+  const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  constexpr uint32_t kScales = WT * 2 * 32 * 16;
+  const uint32_t lane_slot = L::kActBytes + warp * S::kWeightSlotBytes;
+
+  auto issue = [&](int chunk, int stage) {
+    const uint32_t base = smem_s + stage * L::kStageBytes;
+    decode_gemm::issue_weights<1>(wc, base + lane_slot + 16 * lane,
+                                  base + lane_slot + kScales + 4 * lane, p);
+    copier.issue(base, chunk, p);
+  };
+  // Chunks copied ahead of the one computed: kStages - 1, or kStages - 2 when the stage of the
+  // previous chunk is still being read by its last MMAs (OVERLAP).
+  constexpr bool kOverlap = S::OVERLAP && kStages >= 4;
+  constexpr int kAhead = kOverlap ? kStages - 2 : kStages - 1;
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
+    if (c_begin + s < c_end) issue(c_begin + s, s);
+    decode_gemm::cp_async_commit();
+  }
+  decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
+  __syncthreads();
+  permute_staged<NT, kThreads>(smem, tid);
+  wgmma::fence_proxy_async_shared();
+  int stage = 0;
+#pragma unroll 1
+  for (int c = c_begin; c < c_end; ++c) {
+    // This thread's copies of chunk c + 1 have landed; the barrier publishes everyone's, and the
+    // permuted chunk c. It also frees a stage: without OVERLAP every warpgroup waited for all
+    // its MMAs before reaching it, so chunk c - 1's stage is refilled; with OVERLAP each waited
+    // for all but its last MMA (of chunk c - 1), so chunk c - 2's stage is.
+    decode_gemm::cp_async_wait<kAhead - 2>();
+    __syncthreads();
+    {
+      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
+      const int refill = stage - back < 0 ? stage - back + kStages : stage - back;
+      if (c + kAhead < c_end) issue(c + kAhead, refill);
+    }
+    decode_gemm::cp_async_commit();
+    const uint8_t* st = smem + stage * L::kStageBytes;
+    decode_gemm::WeightChunk<WT> w;
+    decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                           rows);
+    compute_chunk<A, NT, WT>(acc, w, smem_s + stage * L::kStageBytes);
+    // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
+    // reads that stage before the next barrier) is permuted into the MMA's slot order.
+    const int next = stage + 1 == kStages ? 0 : stage + 1;
+    if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
+    wgmma::fence_proxy_async_shared();
+    if constexpr (!kOverlap) wgmma::wgmma_wait<0>();
+    stage = next;
+  }
+  wgmma::wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < WT; ++i) wgmma::fence_accumulators(acc[i]);
+  decode_gemm::cp_async_wait<0>();
+
+  if (splits > 1) {
+    // Publish this split's partial sums; the last CTA of the row tile to arrive adds all of
+    // them in split order (the same order whichever CTA that is).
+    __shared__ int is_last;
+    float* mine =
+        partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * L::kCtaElems + tid;
+#pragma unroll
+    for (int i = 0; i < WT; ++i)
+#pragma unroll
+      for (int e = 0; e < kAcc; ++e) __stcg(mine + (i * kAcc + e) * kThreads, acc[i][e]);
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) is_last = atomicAdd(arrivals + blockIdx.x, 1) == splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const float* tile =
+        partials + static_cast<int64_t>(blockIdx.x) * splits * L::kCtaElems + tid;
+#pragma unroll
+    for (int i = 0; i < WT; ++i)
+#pragma unroll
+      for (int e = 0; e < kAcc; ++e) acc[i][e] = 0.0f;
+#pragma unroll 1
+    for (int s = 0; s < splits; ++s) {
+      const float* part = tile + static_cast<int64_t>(s) * L::kCtaElems;
+#pragma unroll
+      for (int i = 0; i < WT; ++i)
+#pragma unroll
+        for (int e = 0; e < kAcc; ++e) acc[i][e] += __ldcg(part + (i * kAcc + e) * kThreads);
+    }
+  }
+
+  // Epilogue: accumulator d[4j + e] of tile i is weight row 64 i + g + 8 (e >> 1) (from the
+  // warp's first row), token 8j + 2t + (e & 1).
+#pragma unroll
+  for (int i = 0; i < WT; ++i) {
+    float alpha[2], bias[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = min(row0 + 64 * i + g + 8 * h, p.n - 1);
+      alpha[h] = p.alpha[p.alpha_per_row ? r : 0];
+      bias[h] = decode_gemm::load_bias(p, r);
+    }
+#pragma unroll
+    for (int e4 = 0; e4 < kAcc; ++e4) {
+      const int e = e4 & 3, j = e4 >> 2;
+      const int r = row0 + 64 * i + g + 8 * (e >> 1);
+      const int tok = j * 8 + 2 * t + (e & 1);
+      if (r >= p.n || tok >= p.m) continue;
+      const float v = acc[i][e4] * decode_gemm::unfold<A>() * alpha[e >> 1] + bias[e >> 1];
+      const int64_t o = static_cast<int64_t>(tok) * p.n + r;
+      if (p.out_bf16)
+        static_cast<__nv_bfloat16*>(p.out)[o] = __float2bfloat16_rn(v);
+      else
+        static_cast<__half*>(p.out)[o] = __float2half_rn(v);
+    }
+  }
+}
+
+}  // namespace nvfp4::wgmma_gemm
