@@ -64,11 +64,13 @@ struct Params {
 // more bytes can be in flight); otherwise the ring is in registers.
 // ACT_AHEAD (ASYNC only) loads the activations of a warp's next chunk while it decodes this
 // one, so their L2 latency is not exposed once per chunk (costs 16 registers per token tile).
+// WORD_DECODE decodes the four pairs of a weight word together (word_pairs below: copies shared
+// by two pairs, fewer integer/logic-pipe instructions per word) instead of pair by pair.
 template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false,
-          bool ACT_AHEAD_ = false>
+          bool ACT_AHEAD_ = false, bool WORD_DECODE_ = false>
 struct Shape {
   static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_, WT = WT_;
-  static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_;
+  static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_, WORD_DECODE = WORD_DECODE_;
   static constexpr int kThreads = KW * 32;
   // Bytes of one warp's ring slot (ASYNC): WT x 2 rows x 32 lanes x (16 weight + 4 scale bytes).
   static constexpr int kSlotBytes = WT * 2 * 32 * (16 + 4);
@@ -415,6 +417,115 @@ __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4], const WeightCh
   }
 }
 
+// ---- word decode (Shape::WORD_DECODE) --------------------------------------------------------
+// The four pairs (P, P+4), P = 0..3, of one word of 8 nibbles, bit for bit what
+// e2m1_pair_half<P> / e2m1_pair_bf16<P> give (sign at 15/31, e1 e0 m at kEm..kEm+2 (+16)). Pair by
+// pair, e2m1_pair spends a select (sign from a copy of q shifted by the sign's extra distance,
+// e1 e0 m from q), a shift and a mask, plus one shared shifted copy per word: 13 instructions per
+// word, 9 of them on the integer/logic (ALU) pipe. Here one select serves two pairs: the two
+// pairs whose select positions do not overlap each other's bits take one select from the same
+// copy, so a word costs 2 copies + 2 selects + 4 masks + 3 shifts = 11 instructions, 7 of them
+// ALU (the select and mask LOP3s, the right shift) and 4 on the FMA pipe (left shifts become
+// IMAD.SHL). Each pair is then r = (X & (keep >> k)) << k for its select X and shift k.
+//   fp16 (e1 e0 m to bits 9..11): X02 = select(q << 3 at bits 6, 14 (+16), q) gives pairs 0 and 2
+//     (shift 9, 1); X13 = select(q at bits 7, 15 (+16), q >> 3) gives pairs 1 and 3 (shift 8, 0).
+//   bf16 (e1 e0 m to bits 6..8): X01 = select(q << 6 at bits 9, 13 (+16), q) gives pairs 0 and 1
+//     (shift 6, 2); X23 = select(q at bits 11, 15 (+16), q >> 6) gives pairs 2 and 3 (shift 4, 0).
+// One LOP3 on the device. Written as PTX so that the compiler cannot distribute the pairs' masks
+// into it (it did: from plain C++ it rebuilt e2m1_pair's select + mask per pair, 13 per word).
+__host__ __device__ __forceinline__ uint32_t bit_select(uint32_t where_a, uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE4;" : "=r"(d) : "r"(a), "r"(b), "r"(where_a));
+  return d;
+#else
+  return (a & where_a) | (b & ~where_a);
+#endif
+}
+
+template <bool BF16>
+__host__ __device__ __forceinline__ void word_pairs(uint32_t q, uint32_t (&r)[4]) {
+  if constexpr (BF16) {
+    constexpr uint32_t kKeep = 0x81C081C0u;
+    const uint32_t x01 = bit_select(0x22002200u, q << 6, q);
+    const uint32_t x23 = bit_select(0x88008800u, q, q >> 6);
+    r[0] = (x01 & (kKeep >> 6)) << 6;
+    r[1] = (x01 & (kKeep >> 2)) << 2;
+    r[2] = (x23 & (kKeep >> 4)) << 4;
+    r[3] = x23 & kKeep;
+  } else {
+    constexpr uint32_t kKeep = 0x8E008E00u;
+    const uint32_t x02 = bit_select(0x40404040u, q << 3, q);
+    const uint32_t x13 = bit_select(0x80808080u, q, q >> 3);
+    r[0] = (x02 & (kKeep >> 9)) << 9;
+    r[1] = (x13 & (kKeep >> 8)) << 8;
+    r[2] = (x02 & (kKeep >> 1)) << 1;
+    r[3] = x13 & kKeep;
+  }
+}
+
+template <int J>
+__device__ __forceinline__ uint32_t word_of(const uint4& v) {
+  return J == 0 ? v.x : J == 1 ? v.y : J == 2 ? v.z : v.w;
+}
+
+// The A operands of MMA steps 2J (a[0]) and 2J+1 (a[1]) of row tile i, as weight_operand<2J>
+// and weight_operand<2J+1> give them, from one word_pairs per row.
+template <int J, bool BF16, int WT>
+__device__ __forceinline__ void weight_word_operands(uint32_t (&a)[2][4], const WeightChunk<WT>& w,
+                                                    int i, const uint32_t (&sc)[WT][2][2]) {
+  uint32_t r0[4], r1[4];
+  word_pairs<BF16>(word_of<J>(w.q[i][0]), r0);
+  word_pairs<BF16>(word_of<J>(w.q[i][1]), r1);
+  const uint32_t s0 = sc[i][0][J / 2], s1 = sc[i][1][J / 2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    a[half][0] = hmul2_bits(r0[2 * half], s0, BF16);
+    a[half][1] = hmul2_bits(r1[2 * half], s1, BF16);
+    a[half][2] = hmul2_bits(r0[2 * half + 1], s0, BF16);
+    a[half][3] = hmul2_bits(r1[2 * half + 1], s1, BF16);
+  }
+}
+
+// activation_word with packed activations decoded by word_pairs (16-bit ones: the same permute).
+template <Act A, int J>
+__device__ __forceinline__ void activation_word_pairs(uint32_t (&b)[2][2], const ActChunk<A>& x,
+                                                      uint32_t s0, uint32_t s1) {
+  if constexpr (A == Act::kNvfp4) {
+    uint32_t r[4];
+    word_pairs<false>(word_of<J>(x.q), r);
+    const uint32_t s = J < 2 ? s0 : s1;
+    b[0][0] = hmul2_bits(r[0], s, false);
+    b[0][1] = hmul2_bits(r[1], s, false);
+    b[1][0] = hmul2_bits(r[2], s, false);
+    b[1][1] = hmul2_bits(r[3], s, false);
+  } else {
+    activation_word<A, J>(b, x, s0, s1);
+  }
+}
+
+// mma_word with the word decode.
+template <Act A, int MT, int WT, int J>
+__device__ __forceinline__ void mma_word_pairs(float (&acc)[WT][MT][4], const WeightChunk<WT>& w,
+                                               const uint32_t (&sc)[WT][2][2],
+                                               const ActChunk<A> (&x)[MT],
+                                               const uint32_t (&xs)[MT][2]) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t b[MT][2][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) activation_word_pairs<A, J>(b[mt], x[mt], xs[mt][0], xs[mt][1]);
+#pragma unroll
+  for (int i = 0; i < WT; ++i) {
+    uint32_t a[2][4];
+    weight_word_operands<J, kBf16>(a, w, i, sc);
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        mma_16816(acc[i][mt], a[half], b[mt][half][0], b[mt][half][1], kBf16);
+  }
+}
+
 // Everything one warp loads for one K chunk.
 template <Act A, int MT, int WT>
 struct Stage {
@@ -431,7 +542,7 @@ __device__ __forceinline__ void load_stage(Stage<A, MT, WT>& st, const WeightRow
   for (int mt = 0; mt < MT; ++mt) load_activations<A>(st.x[mt], arow[mt], p, chunk, lane);
 }
 
-template <Act A, int MT, int WT>
+template <Act A, int MT, int WT, bool kWordDecode = false>
 __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
@@ -444,10 +555,17 @@ __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Sta
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) scale_pair(st.x[mt].sc, false, xs[mt][0], xs[mt][1]);
   }
-  mma_word<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
-  mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
-  mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
-  mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+  if constexpr (kWordDecode) {
+    mma_word_pairs<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+    mma_word_pairs<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+    mma_word_pairs<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+    mma_word_pairs<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+  } else {
+    mma_word<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+    mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+    mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+    mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+  }
 }
 
 __device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
@@ -543,7 +661,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       }
       cp_async_wait<kStages - 1>();
       read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
-      compute_stage<A, MT, WT>(acc, st);
+      compute_stage<A, MT, WT, S::WORD_DECODE>(acc, st);
       slot = slot + S::kSlotBytes == kRing ? 0 : slot + S::kSlotBytes;
     }
     cp_async_wait<0>();
@@ -558,7 +676,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       for (int s = 0; s < kStages; ++s) {
         const int c = c0 + s * kWarps;
         if (c < chunks) {
-          compute_stage<A, MT, WT>(acc, ring[s]);
+          compute_stage<A, MT, WT, S::WORD_DECODE>(acc, ring[s]);
           if (c + kStages * kWarps < chunks)
             load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
         }
