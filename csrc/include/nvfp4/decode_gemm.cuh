@@ -66,11 +66,18 @@ struct Params {
 // one, so their L2 latency is not exposed once per chunk (costs 16 registers per token tile).
 // WORD_DECODE decodes the four pairs of a weight word together (word_pairs below: copies shared
 // by two pairs, fewer integer/logic-pipe instructions per word) instead of pair by pair.
+// LEAN (ASYNC only) trims the ring loop's bookkeeping: no branch around the refill (a chunk past
+// the end has every lane past K, so its copies already read nothing and only zero-fill a slot
+// that is never read), one ring offset instead of two (the slot refilled is the one read the
+// iteration before), and activation loads predicated on K only (tokens past M read token M-1's
+// row, which act_row clamps to: their outputs are never stored and MMA columns do not mix).
 template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false,
-          bool ACT_AHEAD_ = false, bool WORD_DECODE_ = false>
+          bool ACT_AHEAD_ = false, bool WORD_DECODE_ = false, bool LEAN_ = false>
 struct Shape {
   static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_, WT = WT_;
   static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_, WORD_DECODE = WORD_DECODE_;
+  static constexpr bool LEAN = LEAN_;
+  static_assert(!LEAN || ASYNC, "Shape::LEAN trims the shared-memory ring's loop");
   static constexpr int kThreads = KW * 32;
   // Bytes of one warp's ring slot (ASYNC): WT x 2 rows x 32 lanes x (16 weight + 4 scale bytes).
   static constexpr int kSlotBytes = WT * 2 * 32 * (16 + 4);
@@ -324,13 +331,14 @@ __device__ __forceinline__ void act_cursor(ActCursor<A, MT>& c, const ActRow (&r
   }
 }
 
-template <Act A, int MT, int KW>
+template <Act A, int MT, int KW, bool kAnyToken = false>
 __device__ __forceinline__ void load_activations(ActChunk<A> (&x)[MT], ActCursor<A, MT>& c,
                                                  const Params& p) {
   const bool in_k = c.kq < p.k;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
-    const bool ok = c.live[mt] && in_k;
+    // kAnyToken (Shape::LEAN): lanes of tokens past M load token M-1's values too.
+    const bool ok = (kAnyToken || c.live[mt]) && in_k;
     if constexpr (A == Act::kNvfp4) {
       x[mt].q = ok ? load_cached(c.a[mt]) : make_uint4(0, 0, 0, 0);
       x[mt].sc = ok ? load_u16(c.scale[mt]) : 0u;
@@ -469,38 +477,93 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v) {
   return J == 0 ? v.x : J == 1 ? v.y : J == 2 ? v.z : v.w;
 }
 
+// a * (s's low half in both halves) (HI: its high half), with the scale pair packed: ptxas
+// takes the broadcast as HMUL2's operand selector (.H0_H0 / .H1_H1), which saves the byte
+// permute per block scale that scale_pair spends.
+template <bool HI>
+__device__ __forceinline__ uint32_t hmul2_broadcast(uint32_t a, uint32_t s, bool bf16) {
+  uint32_t d;
+  if (bf16) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (HI)
+      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
+          " mul.rn.bf16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+    else
+      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
+          " mul.rn.bf16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+#else
+    d = hmul2_bits(a, __byte_perm(s, s, HI ? 0x3232 : 0x1010), true);
+#endif
+  } else {
+    if constexpr (HI)
+      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
+          " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+    else
+      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
+          " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+  }
+  return d;
+}
+
+// scale_pair without the broadcast: both block scales in one register (low half = first block).
+__device__ __forceinline__ uint32_t scale_pair_packed(uint32_t two_bytes, bool bf16) {
+  const __half2 h(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two_bytes),
+                                             __NV_E4M3));
+  if (!bf16) return *reinterpret_cast<const uint32_t*>(&h);
+  const float2 f = __half22float2(h);
+  const float k2p118 = 0x1p118f;  // as scale_pair: s * 2^118, exact
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * k2p118, f.y * k2p118);
+  return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+// A row's block scales for the word decode: fp16 keeps the pair packed in [0] (the broadcast
+// then costs nothing, see hmul2_broadcast); bf16 broadcasts each into [0] and [1] as
+// scale_pair does (sm_90a: with the packed pair, the bf16 loop allocated worse: more moves, and
+// spills at two token tiles).
+template <bool BF16>
+__device__ __forceinline__ void word_scales(uint32_t two_bytes, uint32_t (&s)[2]) {
+  if constexpr (BF16) scale_pair(two_bytes, true, s[0], s[1]);
+  else s[0] = scale_pair_packed(two_bytes, false);
+}
+template <bool BF16, bool kHi>
+__device__ __forceinline__ uint32_t word_scale_mul(uint32_t a, const uint32_t (&s)[2]) {
+  if constexpr (BF16) return hmul2_bits(a, s[kHi ? 1 : 0], true);
+  else return hmul2_broadcast<kHi>(a, s[0], false);
+}
+
 // The A operands of MMA steps 2J (a[0]) and 2J+1 (a[1]) of row tile i, as weight_operand<2J>
-// and weight_operand<2J+1> give them, from one word_pairs per row.
+// and weight_operand<2J+1> give them, from one word_pairs per row (scales from word_scales).
 template <int J, bool BF16, int WT>
 __device__ __forceinline__ void weight_word_operands(uint32_t (&a)[2][4], const WeightChunk<WT>& w,
                                                     int i, const uint32_t (&sc)[WT][2][2]) {
   uint32_t r0[4], r1[4];
   word_pairs<BF16>(word_of<J>(w.q[i][0]), r0);
   word_pairs<BF16>(word_of<J>(w.q[i][1]), r1);
-  const uint32_t s0 = sc[i][0][J / 2], s1 = sc[i][1][J / 2];
+  constexpr bool kHi = J >= 2;  // words 0, 1: the first block of the lane's 32 values
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    a[half][0] = hmul2_bits(r0[2 * half], s0, BF16);
-    a[half][1] = hmul2_bits(r1[2 * half], s1, BF16);
-    a[half][2] = hmul2_bits(r0[2 * half + 1], s0, BF16);
-    a[half][3] = hmul2_bits(r1[2 * half + 1], s1, BF16);
+    a[half][0] = word_scale_mul<BF16, kHi>(r0[2 * half], sc[i][0]);
+    a[half][1] = word_scale_mul<BF16, kHi>(r1[2 * half], sc[i][1]);
+    a[half][2] = word_scale_mul<BF16, kHi>(r0[2 * half + 1], sc[i][0]);
+    a[half][3] = word_scale_mul<BF16, kHi>(r1[2 * half + 1], sc[i][1]);
   }
 }
 
-// activation_word with packed activations decoded by word_pairs (16-bit ones: the same permute).
+// activation_word with packed activations decoded by word_pairs (16-bit ones: the same permute);
+// xs: the token's two block scales packed.
 template <Act A, int J>
 __device__ __forceinline__ void activation_word_pairs(uint32_t (&b)[2][2], const ActChunk<A>& x,
-                                                      uint32_t s0, uint32_t s1) {
+                                                      uint32_t xs) {
   if constexpr (A == Act::kNvfp4) {
     uint32_t r[4];
     word_pairs<false>(word_of<J>(x.q), r);
-    const uint32_t s = J < 2 ? s0 : s1;
-    b[0][0] = hmul2_bits(r[0], s, false);
-    b[0][1] = hmul2_bits(r[1], s, false);
-    b[1][0] = hmul2_bits(r[2], s, false);
-    b[1][1] = hmul2_bits(r[3], s, false);
+    constexpr bool kHi = J >= 2;
+    b[0][0] = hmul2_broadcast<kHi>(r[0], xs, false);
+    b[0][1] = hmul2_broadcast<kHi>(r[1], xs, false);
+    b[1][0] = hmul2_broadcast<kHi>(r[2], xs, false);
+    b[1][1] = hmul2_broadcast<kHi>(r[3], xs, false);
   } else {
-    activation_word<A, J>(b, x, s0, s1);
+    activation_word<A, J>(b, x, 0u, 0u);
   }
 }
 
@@ -509,11 +572,11 @@ template <Act A, int MT, int WT, int J>
 __device__ __forceinline__ void mma_word_pairs(float (&acc)[WT][MT][4], const WeightChunk<WT>& w,
                                                const uint32_t (&sc)[WT][2][2],
                                                const ActChunk<A> (&x)[MT],
-                                               const uint32_t (&xs)[MT][2]) {
+                                               const uint32_t (&xs)[MT]) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t b[MT][2][2];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) activation_word_pairs<A, J>(b[mt], x[mt], xs[mt][0], xs[mt][1]);
+  for (int mt = 0; mt < MT; ++mt) activation_word_pairs<A, J>(b[mt], x[mt], xs[mt]);
 #pragma unroll
   for (int i = 0; i < WT; ++i) {
     uint32_t a[2][4];
@@ -542,7 +605,7 @@ __device__ __forceinline__ void load_stage(Stage<A, MT, WT>& st, const WeightRow
   for (int mt = 0; mt < MT; ++mt) load_activations<A>(st.x[mt], arow[mt], p, chunk, lane);
 }
 
-template <Act A, int MT, int WT, bool kWordDecode = false>
+template <Act A, int MT, int WT>
 __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
@@ -555,17 +618,37 @@ __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Sta
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) scale_pair(st.x[mt].sc, false, xs[mt][0], xs[mt][1]);
   }
-  if constexpr (kWordDecode) {
-    mma_word_pairs<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
-    mma_word_pairs<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
-    mma_word_pairs<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
-    mma_word_pairs<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
-  } else {
-    mma_word<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
-    mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
-    mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
-    mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+  mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+}
+
+// compute_stage with the word decode (Shape::WORD_DECODE): the same operands, bit for bit.
+template <Act A, int MT, int WT>
+__device__ __forceinline__ void compute_stage_words(float (&acc)[WT][MT][4],
+                                                    const Stage<A, MT, WT>& st) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t sc[WT][2][2];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) word_scales<kBf16>(st.w.s[i][h], sc[i][h]);
+  uint32_t xs[MT] = {};
+  if constexpr (A == Act::kNvfp4) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) xs[mt] = scale_pair_packed(st.x[mt].sc, false);
   }
+  mma_word_pairs<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+}
+
+template <Act A, int MT, int WT, bool kWordDecode>
+__device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
+  if constexpr (kWordDecode) compute_stage_words<A, MT, WT>(acc, st);
+  else compute_stage<A, MT, WT>(acc, st);
 }
 
 __device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
@@ -644,24 +727,26 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
     }
     uint32_t slot = 0;
     ActChunk<A> ahead[MT];
-    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps>(ahead, ac, p);
+    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps, S::LEAN>(ahead, ac, p);
     for (int c = warp; c < chunks; c += kWarps) {
       // Refill the slot read in the previous iteration (its values are already consumed).
-      if (c + (kStages - 1) * kWarps < chunks)
+      if (S::LEAN || c + (kStages - 1) * kWarps < chunks)
         issue_weights<kWarps>(wc, ring_s + fill + 16 * lane, ring_s + fill + kScales + 4 * lane, p);
       cp_async_commit();
-      fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
+      if constexpr (!S::LEAN) fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
       Stage<A, MT, WT> st;
       if constexpr (S::ACT_AHEAD) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) st.x[mt] = ahead[mt];
-        load_activations<A, MT, kWarps>(ahead, ac, p);  // past the last chunk: zeros, no load
+        // Past the last chunk: zeros, no load.
+        load_activations<A, MT, kWarps, S::LEAN>(ahead, ac, p);
       } else {
-        load_activations<A, MT, kWarps>(st.x, ac, p);
+        load_activations<A, MT, kWarps, S::LEAN>(st.x, ac, p);
       }
       cp_async_wait<kStages - 1>();
       read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
-      compute_stage<A, MT, WT, S::WORD_DECODE>(acc, st);
+      compute_chunk<A, MT, WT, S::WORD_DECODE>(acc, st);
+      if constexpr (S::LEAN) fill = slot;
       slot = slot + S::kSlotBytes == kRing ? 0 : slot + S::kSlotBytes;
     }
     cp_async_wait<0>();
@@ -676,7 +761,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       for (int s = 0; s < kStages; ++s) {
         const int c = c0 + s * kWarps;
         if (c < chunks) {
-          compute_stage<A, MT, WT, S::WORD_DECODE>(acc, ring[s]);
+          compute_chunk<A, MT, WT, S::WORD_DECODE>(acc, ring[s]);
           if (c + kStages * kWarps < chunks)
             load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
         }
