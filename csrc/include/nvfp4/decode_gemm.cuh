@@ -27,6 +27,26 @@
 //   scale views that are not 4-byte aligned). Activations (re-read by every CTA) come from L1.
 // * WT 16-row tiles per warp reuse each activation register WT times: at M = 16 the activations
 //   a CTA reads from L2 otherwise outweigh its weights four to one.
+//
+// Issue pipes (Shape::WORD_DECODE, Shape::LEAN: `variant` 4 of csrc/gemm_decode.cu). Nsight
+// Compute on the H100 (M = 1, gate_up, variant 0) found the math-pipe throttle the top stall and
+// the integer/logic (ALU) pipe the busiest; on SM90 ALU (LOP3/SHF/PRMT/IADD3/ISETP/SEL) and FMA
+// (IMAD*, HMUL2/HFMA2, FMUL) each take one warp instruction per two cycles per scheduler. K-loop
+// SASS per warp and 128-wide chunk, by pipe (counted offline, sm_90a, CUDA 13.0, by
+// tests/csrc/sass_pipes.py; not timed), variant 0 -> variant 4:
+//   activations     token tiles   ALU         FMA         all
+//   bf16            1             123 -> 98   106 -> 97   264 -> 226
+//   fp16            1             123 -> 96    98 -> 91   254 -> 216
+//   packed (W4A4)   1             140 -> 113  130 -> 124  305 -> 266
+//   bf16            2             236 -> 204  206 -> 206  517 -> 485
+//   fp16            2             238 -> 196  190 -> 190  500 -> 457
+//   packed (W4A4)   2             269 -> 208  251 -> 232  589 -> 509
+// Of that, the word decode (word_pairs: 11 instead of 13 integer instructions per 8 weights, 7
+// instead of 9 on ALU) takes 16 ALU per chunk and tile off, folding fp16 scale broadcasts into
+// the HMUL2 operand saves 4 permutes, and LEAN (one token tile only: with two, bf16 spilled)
+// another 16-22 bookkeeping instructions (moves, zeroing, branch, ring offsets). Tried and dropped (same tools): unrolling the ring loop
+// by its stages or by 2, or a predicate-free copy of it for the in-range chunks, all spill at
+// the 64 registers that 4 CTAs per SM allow; 3 CTAs per SM (80 registers) gave no shorter loop.
 #pragma once
 
 #include <cstdint>
