@@ -37,16 +37,17 @@
 //   activations     token tiles   ALU         FMA         all
 //   bf16            1             123 -> 98   106 -> 97   264 -> 226
 //   fp16            1             123 -> 96    98 -> 91   254 -> 216
-//   packed (W4A4)   1             140 -> 113  130 -> 124  305 -> 266
+//   packed (W4A4)   1             140 -> 112  130 -> 126  305 -> 267
 //   bf16            2             236 -> 204  206 -> 206  517 -> 485
 //   fp16            2             238 -> 196  190 -> 190  500 -> 457
 //   packed (W4A4)   2             269 -> 208  251 -> 232  589 -> 509
 // Of that, the word decode (word_pairs: 11 instead of 13 integer instructions per 8 weights, 7
 // instead of 9 on ALU) takes 16 ALU per chunk and tile off, folding fp16 scale broadcasts into
 // the HMUL2 operand saves 4 permutes, and LEAN (one token tile only: with two, bf16 spilled)
-// another 16-22 bookkeeping instructions (moves, zeroing, branch, ring offsets). Tried and dropped (same tools): unrolling the ring loop
-// by its stages or by 2, or a predicate-free copy of it for the in-range chunks, all spill at
-// the 64 registers that 4 CTAs per SM allow; 3 CTAs per SM (80 registers) gave no shorter loop.
+// another 16-22 bookkeeping instructions (moves, zeroing, branch, ring offsets). Tried and
+// dropped (same tools): unrolling the ring loop by its stages or by 2, or a predicate-free copy
+// of it for the in-range chunks, all spill at the 64 registers that 4 CTAs per SM allow; 3 CTAs
+// per SM (80 registers) gave no shorter loop.
 #pragma once
 
 #include <cstdint>
@@ -459,7 +460,8 @@ __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4], const WeightCh
 //     (shift 9, 1); X13 = select(q at bits 7, 15 (+16), q >> 3) gives pairs 1 and 3 (shift 8, 0).
 //   bf16 (e1 e0 m to bits 6..8): X01 = select(q << 6 at bits 9, 13 (+16), q) gives pairs 0 and 1
 //     (shift 6, 2); X23 = select(q at bits 11, 15 (+16), q >> 6) gives pairs 2 and 3 (shift 4, 0).
-// One LOP3 on the device. Written as PTX so that the compiler cannot distribute the pairs' masks
+
+// (a & where_a) | (b & ~where_a): one LOP3 on the device. Written as PTX so that the compiler cannot distribute the pairs' masks
 // into it (it did: from plain C++ it rebuilt e2m1_pair's select + mask per pair, 13 per word).
 __host__ __device__ __forceinline__ uint32_t bit_select(uint32_t where_a, uint32_t a, uint32_t b) {
 #ifdef __CUDA_ARCH__
@@ -497,58 +499,41 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v) {
   return J == 0 ? v.x : J == 1 ? v.y : J == 2 ? v.z : v.w;
 }
 
-// a * (s's low half in both halves) (HI: its high half), with the scale pair packed: ptxas
-// takes the broadcast as HMUL2's operand selector (.H0_H0 / .H1_H1), which saves the byte
-// permute per block scale that scale_pair spends.
+// fp16x2 a * (s's low half in both halves) (HI: its high half): ptxas takes the broadcast as
+// HMUL2's operand selector (.H0_H0 / .H1_H1), which saves the byte permute per block scale that
+// scale_pair spends.
 template <bool HI>
-__device__ __forceinline__ uint32_t hmul2_broadcast(uint32_t a, uint32_t s, bool bf16) {
+__device__ __forceinline__ uint32_t hmul2_half_broadcast(uint32_t a, uint32_t s) {
   uint32_t d;
-  if (bf16) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (HI)
-      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
-          " mul.rn.bf16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
-    else
-      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
-          " mul.rn.bf16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
-#else
-    d = hmul2_bits(a, __byte_perm(s, s, HI ? 0x3232 : 0x1010), true);
-#endif
-  } else {
-    if constexpr (HI)
-      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
-          " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
-    else
-      asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
-          " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
-  }
+  if constexpr (HI)
+    asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
+        " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+  else
+    asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
+        " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
   return d;
 }
 
-// scale_pair without the broadcast: both block scales in one register (low half = first block).
-__device__ __forceinline__ uint32_t scale_pair_packed(uint32_t two_bytes, bool bf16) {
-  const __half2 h(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two_bytes),
-                                             __NV_E4M3));
-  if (!bf16) return *reinterpret_cast<const uint32_t*>(&h);
-  const float2 f = __half22float2(h);
-  const float k2p118 = 0x1p118f;  // as scale_pair: s * 2^118, exact
-  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * k2p118, f.y * k2p118);
-  return *reinterpret_cast<const uint32_t*>(&b);
+// scale_pair's fp16 scales without the broadcast: both in one register (low half = first block).
+__device__ __forceinline__ uint32_t scale_pair_half_packed(uint32_t two_bytes) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+      static_cast<__nv_fp8x2_storage_t>(two_bytes), __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | static_cast<uint32_t>(h.y) << 16;
 }
 
 // A row's block scales for the word decode: fp16 keeps the pair packed in [0] (the broadcast
-// then costs nothing, see hmul2_broadcast); bf16 broadcasts each into [0] and [1] as
+// then costs nothing, see hmul2_half_broadcast); bf16 broadcasts each into [0] and [1] as
 // scale_pair does (sm_90a: with the packed pair, the bf16 loop allocated worse: more moves, and
 // spills at two token tiles).
 template <bool BF16>
 __device__ __forceinline__ void word_scales(uint32_t two_bytes, uint32_t (&s)[2]) {
   if constexpr (BF16) scale_pair(two_bytes, true, s[0], s[1]);
-  else s[0] = scale_pair_packed(two_bytes, false);
+  else s[0] = scale_pair_half_packed(two_bytes);
 }
 template <bool BF16, bool kHi>
 __device__ __forceinline__ uint32_t word_scale_mul(uint32_t a, const uint32_t (&s)[2]) {
   if constexpr (BF16) return hmul2_bits(a, s[kHi ? 1 : 0], true);
-  else return hmul2_broadcast<kHi>(a, s[0], false);
+  else return hmul2_half_broadcast<kHi>(a, s[0]);
 }
 
 // The A operands of MMA steps 2J (a[0]) and 2J+1 (a[1]) of row tile i, as weight_operand<2J>
@@ -578,10 +563,10 @@ __device__ __forceinline__ void activation_word_pairs(uint32_t (&b)[2][2], const
     uint32_t r[4];
     word_pairs<false>(word_of<J>(x.q), r);
     constexpr bool kHi = J >= 2;
-    b[0][0] = hmul2_broadcast<kHi>(r[0], xs, false);
-    b[0][1] = hmul2_broadcast<kHi>(r[1], xs, false);
-    b[1][0] = hmul2_broadcast<kHi>(r[2], xs, false);
-    b[1][1] = hmul2_broadcast<kHi>(r[3], xs, false);
+    b[0][0] = hmul2_half_broadcast<kHi>(r[0], xs);
+    b[0][1] = hmul2_half_broadcast<kHi>(r[1], xs);
+    b[1][0] = hmul2_half_broadcast<kHi>(r[2], xs);
+    b[1][1] = hmul2_half_broadcast<kHi>(r[3], xs);
   } else {
     activation_word<A, J>(b, x, 0u, 0u);
   }
@@ -657,7 +642,7 @@ __device__ __forceinline__ void compute_stage_words(float (&acc)[WT][MT][4],
   uint32_t xs[MT] = {};
   if constexpr (A == Act::kNvfp4) {
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) xs[mt] = scale_pair_packed(st.x[mt].sc, false);
+    for (int mt = 0; mt < MT; ++mt) xs[mt] = scale_pair_half_packed(st.x[mt].sc);
   }
   mma_word_pairs<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
   mma_word_pairs<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
