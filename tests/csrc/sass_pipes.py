@@ -31,7 +31,7 @@ _PIPES = {
     "tensor": {"HMMA", "IMMA", "HGMMA", "QGMMA", "IGMMA"},
     "conv": {"F2FP", "F2F", "I2F", "F2I", "I2FP", "F2IP", "FRND"},
     "mem": {"LDG", "LDS", "STS", "STG", "LDGSTS", "LDSM", "LDL", "STL", "LD", "ST", "SHFL",
-            "ATOMS", "ATOMG", "RED", "REDG", "LDC", "ULDC", "LDGDEPBAR", "DEPBAR", "MEMBAR"},
+            "ATOMS", "ATOMG", "RED", "REDG", "LDC", "LDGDEPBAR", "DEPBAR", "MEMBAR"},
     "control": {"BRA", "BSSY", "BSYNC", "WARPSYNC", "EXIT", "NOP", "BAR", "CALL", "RET",
                 "YIELD", "S2R", "S2UR", "BPT", "JMP", "WARPGROUP", "ERRBAR"},
 }
@@ -39,14 +39,13 @@ _PIPE_OF = {op: pipe for pipe, ops in _PIPES.items() for op in ops}
 
 # "        /*0f70*/                   LOP3.LUT R1, ... ;"  (cuobjdump -sass)
 _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\.[\w.]+)?\s*(.*?);")
-_TARGET = re.compile(r"\bBRA\s+(?:`?\(?\.L_x_\d+\)?|0x([0-9a-f]+))")
 
 
 def pipe_of(opcode: str) -> str:
     """The pipe of a base opcode (no modifiers); uniform-datapath (U*) ops are "uniform"."""
     if opcode in _PIPE_OF:
         return _PIPE_OF[opcode]
-    if opcode.startswith("U") and opcode[1:] in _PIPE_OF or opcode in ("UMOV", "UIADD3"):
+    if opcode.startswith("U") and opcode[1:] in _PIPE_OF:  # UMOV, UIADD3, ULDC, ...
         return "uniform"
     return "other"
 
