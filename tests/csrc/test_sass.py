@@ -165,10 +165,10 @@ def test_sm90_dequantize_is_vectorized_and_spill_free():
 def test_sm90_decode_gemm_is_mma_and_spill_free_and_word_decode_unloads_alu():
     """csrc/include/nvfp4/decode_gemm.cuh: every instantiation (3 activation kinds x 2 token
     tiles x the launch shapes of csrc/gemm_decode.cu) runs mma.sync m16n8k16 with fp32
-    accumulation and keeps everything in registers. The word-decode shapes (Shape::WORD_DECODE,
-    with Shape::LEAN at one token tile; issue slots on the integer/logic pipe are what the K loop
-    is short of) carry fewer ALU-pipe instructions and fewer instructions in all in their K loop
-    than the same shape without them (tests/csrc/sass_pipes.py counts them)."""
+    accumulation and keeps everything in registers. The word-decode shapes (Shape::WORD_DECODE
+    with Shape::LEAN; issue slots on the integer/logic pipe are what the K loop is short of)
+    carry fewer ALU-pipe instructions and fewer instructions in all in their K loop than the
+    same shape without them (tests/csrc/sass_pipes.py counts them)."""
     from sass_pipes import loop_with, pipe_counts
 
     kernels = _functions("sm_90a", "decode_gemm_kernel")

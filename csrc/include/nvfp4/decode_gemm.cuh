@@ -38,13 +38,13 @@
 //   bf16            1             123 -> 98   106 -> 97   264 -> 226
 //   fp16            1             123 -> 96    98 -> 91   254 -> 216
 //   packed (W4A4)   1             140 -> 112  130 -> 126  305 -> 267
-//   bf16            2             236 -> 204  206 -> 206  517 -> 485
-//   fp16            2             238 -> 196  190 -> 190  500 -> 457
-//   packed (W4A4)   2             269 -> 208  251 -> 232  589 -> 509
+//   bf16            2             236 -> 198  206 -> 202  517 -> 473
+//   fp16            2             238 -> 188  190 -> 184  500 -> 440
+//   packed (W4A4)   2             269 -> 198  251 -> 223  589 -> 486
 // Of that, the word decode (word_pairs: 11 instead of 13 integer instructions per 8 weights, 7
 // instead of 9 on ALU) takes 16 ALU per chunk and tile off, folding fp16 scale broadcasts into
-// the HMUL2 operand saves 4 permutes, and LEAN (one token tile only: with two, bf16 spilled)
-// another 16-22 bookkeeping instructions (moves, zeroing, branch, ring offsets). Tried and
+// the HMUL2 operand saves 4 permutes, and LEAN another 12-23 bookkeeping instructions (moves,
+// zeroing, branch, ring offsets). Tried and
 // dropped (same tools): unrolling the ring loop by its stages or by 2, or a predicate-free copy
 // of it for the in-range chunks, all spill at the 64 registers that 4 CTAs per SM allow; 3 CTAs
 // per SM (80 registers) gave no shorter loop.
@@ -90,8 +90,9 @@ struct Params {
 // LEAN (ASYNC only) trims the ring loop's bookkeeping: no branch around the refill (a chunk past
 // the end has every lane past K, so its copies already read nothing and only zero-fill a slot
 // that is never read), one ring offset instead of two (the slot refilled is the one read the
-// iteration before), and activation loads predicated on K only (tokens past M read token M-1's
-// row, which act_row clamps to: their outputs are never stored and MMA columns do not mix).
+// iteration before), and, with one token tile, activation loads predicated on K only (tokens
+// past M read token M-1's row, which act_row clamps to: their outputs are never stored and MMA
+// columns do not mix).
 template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false,
           bool ACT_AHEAD_ = false, bool WORD_DECODE_ = false, bool LEAN_ = false>
 struct Shape {
@@ -731,8 +732,11 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       fill += S::kSlotBytes;
     }
     uint32_t slot = 0;
+    // Shape::LEAN: activation loads predicated on K only, with one token tile (with two, bf16
+    // spilled at 128 registers).
+    constexpr bool kAnyToken = S::LEAN && MT == 1;
     ActChunk<A> ahead[MT];
-    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps, S::LEAN>(ahead, ac, p);
+    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps, kAnyToken>(ahead, ac, p);
     for (int c = warp; c < chunks; c += kWarps) {
       // Refill the slot read in the previous iteration (its values are already consumed).
       if (S::LEAN || c + (kStages - 1) * kWarps < chunks)
@@ -744,9 +748,9 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) st.x[mt] = ahead[mt];
         // Past the last chunk: zeros, no load.
-        load_activations<A, MT, kWarps, S::LEAN>(ahead, ac, p);
+        load_activations<A, MT, kWarps, kAnyToken>(ahead, ac, p);
       } else {
-        load_activations<A, MT, kWarps, S::LEAN>(st.x, ac, p);
+        load_activations<A, MT, kWarps, kAnyToken>(st.x, ac, p);
       }
       cp_async_wait<kStages - 1>();
       read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
