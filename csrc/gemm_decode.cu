@@ -55,6 +55,13 @@ void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stre
       break;
     // Shared-memory ring, 4 warps per CTA, two row tiles per warp.
     case 3: launch<A, MT, Shape<4, 4, MT == 1 ? 5 : 3, 2, true>>(p, stream); break;
+    // The default's shapes with the word decode (decode_gemm.cuh, word_pairs) and the lean ring
+    // loop (Shape::LEAN): same results bit for bit, fewer instructions per chunk (sm_90a, bf16
+    // K loop: 264 -> 226 at one token tile, 517 -> 473 at two; see decode_gemm.cuh).
+    case 4:
+      if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true, true, true, true>>(p, stream);
+      else launch<A, MT, Shape<8, 3, 2, 2, true, true, true, true>>(p, stream);
+      break;
     // The default, from the H100 sweep of eight shapes (docs/performance.md): one token tile
     // (M <= 8) streams one 16-row tile per warp through a 4-stage shared-memory ring, 4 CTAs
     // per SM; two token tiles reuse each activation register over two row tiles (at M = 16 the

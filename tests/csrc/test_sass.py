@@ -162,6 +162,35 @@ def test_sm90_dequantize_is_vectorized_and_spill_free():
                 f"{name}: no hardware e4m3 conversion"
 
 
+def test_sm90_decode_gemm_is_mma_and_spill_free_and_word_decode_unloads_alu():
+    """csrc/include/nvfp4/decode_gemm.cuh: every instantiation (3 activation kinds x 2 token
+    tiles x the launch shapes of csrc/gemm_decode.cu) runs mma.sync m16n8k16 with fp32
+    accumulation and keeps everything in registers. The word-decode shapes (Shape::WORD_DECODE
+    with Shape::LEAN; issue slots on the integer/logic pipe are what the K loop is short of)
+    carry fewer ALU-pipe instructions and fewer instructions in all in their K loop than the
+    same shape without them (tests/csrc/sass_pipes.py counts them)."""
+    from sass_pipes import loop_with, pipe_counts
+
+    kernels = _functions("sm_90a", "decode_gemm_kernel")
+    assert C.DECODE_GEMM_VARIANTS == 5
+    # Five launch shapes per token-tile count (each variant picks its own for one and two tiles).
+    assert len(kernels) == 3 * 2 * 5, sorted(kernels)
+    # Shape<KW, STAGES, MIN_BLOCKS, WT, ASYNC, ACT_AHEAD, WORD_DECODE, LEAN>
+    shape = re.compile(r"ShapeILi\d+ELi\d+ELi\d+ELi\d+ELb[01]ELb[01]ELb([01])ELb([01])E")
+    word = {n: s for n, s in kernels.items() if shape.search(n).group(1) == "1"}
+    assert len(word) == 3 * 2, sorted(kernels)
+    for name, sass in kernels.items():
+        assert re.search(r"\bHMMA\.16816\.F32\b", sass), f"{name}: no m16n8k16 MMA"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+    for name, sass in word.items():
+        m = shape.search(name)
+        twin = name[:m.start(1)] + "0ELb0" + name[m.end(2):]  # same shape, neither option
+        assert twin in kernels, f"{name}: no twin without the word decode"
+        new = pipe_counts(sass, loop_with(sass, "HMMA"))
+        old = pipe_counts(kernels[twin], loop_with(kernels[twin], "HMMA"))
+        assert new["alu"] < old["alu"] and new["total"] < old["total"], (name, new, old)
+
+
 def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
     """csrc/include/nvfp4/mid_gemm.cuh: every instantiation (4 token-tile counts x (3 activation
     kinds x 4 launch shapes + the permute-ahead shape of the 2 16-bit kinds; packed activations

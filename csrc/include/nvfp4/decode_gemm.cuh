@@ -27,6 +27,27 @@
 //   scale views that are not 4-byte aligned). Activations (re-read by every CTA) come from L1.
 // * WT 16-row tiles per warp reuse each activation register WT times: at M = 16 the activations
 //   a CTA reads from L2 otherwise outweigh its weights four to one.
+//
+// Issue pipes (Shape::WORD_DECODE, Shape::LEAN: `variant` 4 of csrc/gemm_decode.cu). Nsight
+// Compute on the H100 (M = 1, gate_up, variant 0) found the math-pipe throttle the top stall and
+// the integer/logic (ALU) pipe the busiest; on SM90 ALU (LOP3/SHF/PRMT/IADD3/ISETP/SEL) and FMA
+// (IMAD*, HMUL2/HFMA2, FMUL) each take one warp instruction per two cycles per scheduler. K-loop
+// SASS per warp and 128-wide chunk, by pipe (counted offline, sm_90a, CUDA 13.0, by
+// tests/csrc/sass_pipes.py; not timed), variant 0 -> variant 4:
+//   activations     token tiles   ALU         FMA         all
+//   bf16            1             123 -> 98   106 -> 97   264 -> 226
+//   fp16            1             123 -> 96    98 -> 91   254 -> 216
+//   packed (W4A4)   1             140 -> 112  130 -> 126  305 -> 267
+//   bf16            2             236 -> 198  206 -> 202  517 -> 473
+//   fp16            2             238 -> 188  190 -> 184  500 -> 440
+//   packed (W4A4)   2             269 -> 198  251 -> 223  589 -> 486
+// Of that, the word decode (word_pairs: 11 instead of 13 integer instructions per 8 weights, 7
+// instead of 9 on ALU) takes 16 ALU per chunk and tile off, folding fp16 scale broadcasts into
+// the HMUL2 operand saves 4 permutes, and LEAN another 12-23 bookkeeping instructions (moves,
+// zeroing, branch, ring offsets). Tried and
+// dropped (same tools): unrolling the ring loop by its stages or by 2, or a predicate-free copy
+// of it for the in-range chunks, all spill at the 64 registers that 4 CTAs per SM allow; 3 CTAs
+// per SM (80 registers) gave no shorter loop.
 #pragma once
 
 #include <cstdint>
@@ -64,11 +85,21 @@ struct Params {
 // more bytes can be in flight); otherwise the ring is in registers.
 // ACT_AHEAD (ASYNC only) loads the activations of a warp's next chunk while it decodes this
 // one, so their L2 latency is not exposed once per chunk (costs 16 registers per token tile).
+// WORD_DECODE decodes the four pairs of a weight word together (word_pairs below: copies shared
+// by two pairs, fewer integer/logic-pipe instructions per word) instead of pair by pair.
+// LEAN (ASYNC only) trims the ring loop's bookkeeping: no branch around the refill (a chunk past
+// the end has every lane past K, so its copies already read nothing and only zero-fill a slot
+// that is never read), one ring offset instead of two (the slot refilled is the one read the
+// iteration before), and, with one token tile, activation loads predicated on K only (tokens
+// past M read token M-1's row, which act_row clamps to: their outputs are never stored and MMA
+// columns do not mix).
 template <int KW_, int STAGES_, int MIN_BLOCKS_, int WT_ = 1, bool ASYNC_ = false,
-          bool ACT_AHEAD_ = false>
+          bool ACT_AHEAD_ = false, bool WORD_DECODE_ = false, bool LEAN_ = false>
 struct Shape {
   static constexpr int KW = KW_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_, WT = WT_;
-  static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_;
+  static constexpr bool ASYNC = ASYNC_, ACT_AHEAD = ACT_AHEAD_, WORD_DECODE = WORD_DECODE_;
+  static constexpr bool LEAN = LEAN_;
+  static_assert(!LEAN || ASYNC, "Shape::LEAN trims the shared-memory ring's loop");
   static constexpr int kThreads = KW * 32;
   // Bytes of one warp's ring slot (ASYNC): WT x 2 rows x 32 lanes x (16 weight + 4 scale bytes).
   static constexpr int kSlotBytes = WT * 2 * 32 * (16 + 4);
@@ -322,13 +353,14 @@ __device__ __forceinline__ void act_cursor(ActCursor<A, MT>& c, const ActRow (&r
   }
 }
 
-template <Act A, int MT, int KW>
+template <Act A, int MT, int KW, bool kAnyToken = false>
 __device__ __forceinline__ void load_activations(ActChunk<A> (&x)[MT], ActCursor<A, MT>& c,
                                                  const Params& p) {
   const bool in_k = c.kq < p.k;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
-    const bool ok = c.live[mt] && in_k;
+    // kAnyToken (Shape::LEAN): lanes of tokens past M load token M-1's values too.
+    const bool ok = (kAnyToken || c.live[mt]) && in_k;
     if constexpr (A == Act::kNvfp4) {
       x[mt].q = ok ? load_cached(c.a[mt]) : make_uint4(0, 0, 0, 0);
       x[mt].sc = ok ? load_u16(c.scale[mt]) : 0u;
@@ -415,6 +447,154 @@ __device__ __forceinline__ void mma_word(float (&acc)[WT][MT][4], const WeightCh
   }
 }
 
+// ---- word decode (Shape::WORD_DECODE) --------------------------------------------------------
+// The four pairs (P, P+4), P = 0..3, of one word of 8 nibbles, bit for bit what
+// e2m1_pair_half<P> / e2m1_pair_bf16<P> give (sign at 15/31, e1 e0 m at kEm..kEm+2 (+16)). Pair by
+// pair, e2m1_pair spends a select (sign from a copy of q shifted by the sign's extra distance,
+// e1 e0 m from q), a shift and a mask, plus one shared shifted copy per word: 13 instructions per
+// word, 9 of them on the integer/logic (ALU) pipe. Here one select serves two pairs: the two
+// pairs whose select positions do not overlap each other's bits take one select from the same
+// copy, so a word costs 2 copies + 2 selects + 4 masks + 3 shifts = 11 instructions, 7 of them
+// ALU (the select and mask LOP3s, the right shift) and 4 on the FMA pipe (left shifts become
+// IMAD.SHL). Each pair is then r = (X & (keep >> k)) << k for its select X and shift k.
+//   fp16 (e1 e0 m to bits 9..11): X02 = select(q << 3 at bits 6, 14 (+16), q) gives pairs 0 and 2
+//     (shift 9, 1); X13 = select(q at bits 7, 15 (+16), q >> 3) gives pairs 1 and 3 (shift 8, 0).
+//   bf16 (e1 e0 m to bits 6..8): X01 = select(q << 6 at bits 9, 13 (+16), q) gives pairs 0 and 1
+//     (shift 6, 2); X23 = select(q at bits 11, 15 (+16), q >> 6) gives pairs 2 and 3 (shift 4, 0).
+
+// (a & where_a) | (b & ~where_a): one LOP3 on the device. Written as PTX so that the compiler cannot distribute the pairs' masks
+// into it (it did: from plain C++ it rebuilt e2m1_pair's select + mask per pair, 13 per word).
+__host__ __device__ __forceinline__ uint32_t bit_select(uint32_t where_a, uint32_t a, uint32_t b) {
+#ifdef __CUDA_ARCH__
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE4;" : "=r"(d) : "r"(a), "r"(b), "r"(where_a));
+  return d;
+#else
+  return (a & where_a) | (b & ~where_a);
+#endif
+}
+
+template <bool BF16>
+__host__ __device__ __forceinline__ void word_pairs(uint32_t q, uint32_t (&r)[4]) {
+  if constexpr (BF16) {
+    constexpr uint32_t kKeep = 0x81C081C0u;
+    const uint32_t x01 = bit_select(0x22002200u, q << 6, q);
+    const uint32_t x23 = bit_select(0x88008800u, q, q >> 6);
+    r[0] = (x01 & (kKeep >> 6)) << 6;
+    r[1] = (x01 & (kKeep >> 2)) << 2;
+    r[2] = (x23 & (kKeep >> 4)) << 4;
+    r[3] = x23 & kKeep;
+  } else {
+    constexpr uint32_t kKeep = 0x8E008E00u;
+    const uint32_t x02 = bit_select(0x40404040u, q << 3, q);
+    const uint32_t x13 = bit_select(0x80808080u, q, q >> 3);
+    r[0] = (x02 & (kKeep >> 9)) << 9;
+    r[1] = (x13 & (kKeep >> 8)) << 8;
+    r[2] = (x02 & (kKeep >> 1)) << 1;
+    r[3] = x13 & kKeep;
+  }
+}
+
+template <int J>
+__device__ __forceinline__ uint32_t word_of(const uint4& v) {
+  return J == 0 ? v.x : J == 1 ? v.y : J == 2 ? v.z : v.w;
+}
+
+// fp16x2 a * (s's low half in both halves) (HI: its high half): ptxas takes the broadcast as
+// HMUL2's operand selector (.H0_H0 / .H1_H1), which saves the byte permute per block scale that
+// scale_pair spends.
+template <bool HI>
+__device__ __forceinline__ uint32_t hmul2_half_broadcast(uint32_t a, uint32_t s) {
+  uint32_t d;
+  if constexpr (HI)
+    asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {h, h};\n"
+        " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+  else
+    asm("{.reg .b16 l, h; .reg .b32 b; mov.b32 {l, h}, %2; mov.b32 b, {l, l};\n"
+        " mul.rn.f16x2 %0, %1, b;}" : "=r"(d) : "r"(a), "r"(s));
+  return d;
+}
+
+// scale_pair's fp16 scales without the broadcast: both in one register (low half = first block).
+__device__ __forceinline__ uint32_t scale_pair_half_packed(uint32_t two_bytes) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+      static_cast<__nv_fp8x2_storage_t>(two_bytes), __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | static_cast<uint32_t>(h.y) << 16;
+}
+
+// A row's block scales for the word decode: fp16 keeps the pair packed in [0] (the broadcast
+// then costs nothing, see hmul2_half_broadcast); bf16 broadcasts each into [0] and [1] as
+// scale_pair does (sm_90a: with the packed pair, the bf16 loop allocated worse: more moves, and
+// spills at two token tiles).
+template <bool BF16>
+__device__ __forceinline__ void word_scales(uint32_t two_bytes, uint32_t (&s)[2]) {
+  if constexpr (BF16) scale_pair(two_bytes, true, s[0], s[1]);
+  else s[0] = scale_pair_half_packed(two_bytes);
+}
+template <bool BF16, bool kHi>
+__device__ __forceinline__ uint32_t word_scale_mul(uint32_t a, const uint32_t (&s)[2]) {
+  if constexpr (BF16) return hmul2_bits(a, s[kHi ? 1 : 0], true);
+  else return hmul2_half_broadcast<kHi>(a, s[0]);
+}
+
+// The A operands of MMA steps 2J (a[0]) and 2J+1 (a[1]) of row tile i, as weight_operand<2J>
+// and weight_operand<2J+1> give them, from one word_pairs per row (scales from word_scales).
+template <int J, bool BF16, int WT>
+__device__ __forceinline__ void weight_word_operands(uint32_t (&a)[2][4], const WeightChunk<WT>& w,
+                                                    int i, const uint32_t (&sc)[WT][2][2]) {
+  uint32_t r0[4], r1[4];
+  word_pairs<BF16>(word_of<J>(w.q[i][0]), r0);
+  word_pairs<BF16>(word_of<J>(w.q[i][1]), r1);
+  constexpr bool kHi = J >= 2;  // words 0, 1: the first block of the lane's 32 values
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    a[half][0] = word_scale_mul<BF16, kHi>(r0[2 * half], sc[i][0]);
+    a[half][1] = word_scale_mul<BF16, kHi>(r1[2 * half], sc[i][1]);
+    a[half][2] = word_scale_mul<BF16, kHi>(r0[2 * half + 1], sc[i][0]);
+    a[half][3] = word_scale_mul<BF16, kHi>(r1[2 * half + 1], sc[i][1]);
+  }
+}
+
+// activation_word with packed activations decoded by word_pairs (16-bit ones: the same permute);
+// xs: the token's two block scales packed.
+template <Act A, int J>
+__device__ __forceinline__ void activation_word_pairs(uint32_t (&b)[2][2], const ActChunk<A>& x,
+                                                      uint32_t xs) {
+  if constexpr (A == Act::kNvfp4) {
+    uint32_t r[4];
+    word_pairs<false>(word_of<J>(x.q), r);
+    constexpr bool kHi = J >= 2;
+    b[0][0] = hmul2_half_broadcast<kHi>(r[0], xs);
+    b[0][1] = hmul2_half_broadcast<kHi>(r[1], xs);
+    b[1][0] = hmul2_half_broadcast<kHi>(r[2], xs);
+    b[1][1] = hmul2_half_broadcast<kHi>(r[3], xs);
+  } else {
+    activation_word<A, J>(b, x, 0u, 0u);
+  }
+}
+
+// mma_word with the word decode.
+template <Act A, int MT, int WT, int J>
+__device__ __forceinline__ void mma_word_pairs(float (&acc)[WT][MT][4], const WeightChunk<WT>& w,
+                                               const uint32_t (&sc)[WT][2][2],
+                                               const ActChunk<A> (&x)[MT],
+                                               const uint32_t (&xs)[MT]) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t b[MT][2][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) activation_word_pairs<A, J>(b[mt], x[mt], xs[mt]);
+#pragma unroll
+  for (int i = 0; i < WT; ++i) {
+    uint32_t a[2][4];
+    weight_word_operands<J, kBf16>(a, w, i, sc);
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        mma_16816(acc[i][mt], a[half], b[mt][half][0], b[mt][half][1], kBf16);
+  }
+}
+
 // Everything one warp loads for one K chunk.
 template <Act A, int MT, int WT>
 struct Stage {
@@ -448,6 +628,33 @@ __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Sta
   mma_word<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
   mma_word<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
   mma_word<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+}
+
+// compute_stage with the word decode (Shape::WORD_DECODE): the same operands, bit for bit.
+template <Act A, int MT, int WT>
+__device__ __forceinline__ void compute_stage_words(float (&acc)[WT][MT][4],
+                                                    const Stage<A, MT, WT>& st) {
+  constexpr bool kBf16 = A == Act::kBFloat16;
+  uint32_t sc[WT][2][2];
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) word_scales<kBf16>(st.w.s[i][h], sc[i][h]);
+  uint32_t xs[MT] = {};
+  if constexpr (A == Act::kNvfp4) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) xs[mt] = scale_pair_half_packed(st.x[mt].sc);
+  }
+  mma_word_pairs<A, MT, WT, 0>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 1>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 2>(acc, st.w, sc, st.x, xs);
+  mma_word_pairs<A, MT, WT, 3>(acc, st.w, sc, st.x, xs);
+}
+
+template <Act A, int MT, int WT, bool kWordDecode>
+__device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
+  if constexpr (kWordDecode) compute_stage_words<A, MT, WT>(acc, st);
+  else compute_stage<A, MT, WT>(acc, st);
 }
 
 __device__ __forceinline__ float load_bias(const Params& p, int64_t r) {
@@ -525,25 +732,30 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       fill += S::kSlotBytes;
     }
     uint32_t slot = 0;
+    // Shape::LEAN: activation loads predicated on K only, with one token tile (with two, bf16
+    // spilled at 128 registers).
+    constexpr bool kAnyToken = S::LEAN && MT == 1;
     ActChunk<A> ahead[MT];
-    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps>(ahead, ac, p);
+    if constexpr (S::ACT_AHEAD) load_activations<A, MT, kWarps, kAnyToken>(ahead, ac, p);
     for (int c = warp; c < chunks; c += kWarps) {
       // Refill the slot read in the previous iteration (its values are already consumed).
-      if (c + (kStages - 1) * kWarps < chunks)
+      if (S::LEAN || c + (kStages - 1) * kWarps < chunks)
         issue_weights<kWarps>(wc, ring_s + fill + 16 * lane, ring_s + fill + kScales + 4 * lane, p);
       cp_async_commit();
-      fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
+      if constexpr (!S::LEAN) fill = fill + S::kSlotBytes == kRing ? 0 : fill + S::kSlotBytes;
       Stage<A, MT, WT> st;
       if constexpr (S::ACT_AHEAD) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) st.x[mt] = ahead[mt];
-        load_activations<A, MT, kWarps>(ahead, ac, p);  // past the last chunk: zeros, no load
+        // Past the last chunk: zeros, no load.
+        load_activations<A, MT, kWarps, kAnyToken>(ahead, ac, p);
       } else {
-        load_activations<A, MT, kWarps>(st.x, ac, p);
+        load_activations<A, MT, kWarps, kAnyToken>(st.x, ac, p);
       }
       cp_async_wait<kStages - 1>();
       read_slot(st.w, ring + slot + 16 * lane, ring + slot + kScales + 4 * lane, rows);
-      compute_stage<A, MT, WT>(acc, st);
+      compute_chunk<A, MT, WT, S::WORD_DECODE>(acc, st);
+      if constexpr (S::LEAN) fill = slot;
       slot = slot + S::kSlotBytes == kRing ? 0 : slot + S::kSlotBytes;
     }
     cp_async_wait<0>();
@@ -558,7 +770,7 @@ __global__ void __launch_bounds__(S::kThreads, S::MIN_BLOCKS) decode_gemm_kernel
       for (int s = 0; s < kStages; ++s) {
         const int c = c0 + s * kWarps;
         if (c < chunks) {
-          compute_stage<A, MT, WT>(acc, ring[s]);
+          compute_chunk<A, MT, WT, S::WORD_DECODE>(acc, ring[s]);
           if (c + kStages * kWarps < chunks)
             load_stage(ring[s], rows, arow, p, c + kStages * kWarps, lane);
         }

@@ -33,12 +33,16 @@ def _poison(nbytes=64 << 20):
     del block
 
 
-def _direct(a, a_scale, w, alpha, bias, out_dtype):
+def _direct(a, a_scale, w, alpha, bias, out_dtype, variant=0):
     """The kernel itself (not a fallback): the extension entry point."""
     _poison()
     return _extension.extension().gemm_decode(a, a_scale, w.data, w.scale,
                                               w.scale_layout == "swizzled", alpha, bias,
-                                              out_dtype)
+                                              out_dtype, variant)
+
+
+# csrc/gemm_decode.cu: the default's launch shapes with the word decode (word_pairs).
+WORD_DECODE_VARIANT = 4
 
 
 @pytest.mark.parametrize("m", [1, 3, 8, 9, 15, 16])
@@ -84,18 +88,45 @@ def test_w4a4_within_bar(m, n, k):
     assert rel_error(y, _f64(qa) @ _f64(w).T) < BAR
 
 
+@pytest.mark.parametrize("variant", [0, WORD_DECODE_VARIANT])
 @pytest.mark.parametrize("a_dtype", [torch.bfloat16, torch.float16])
-def test_every_code_and_extreme_scales_exact(a_dtype):
+def test_every_code_and_extreme_scales_exact(a_dtype, variant):
     """One weight row per (code, scale): with a one-hot activation the output is the decoded
-    weight itself, lut[code] * s, which must come out exactly (it is representable)."""
+    weight itself, lut[code] * s, which must come out exactly (it is representable). Every
+    position of a 32-bit word (both nibbles of each of its 4 bytes) is picked by some token, so
+    each of the word decode's four pairs is checked; 8 tokens (one token tile) and 16 (two)."""
     k = 64
     data, scale_lin, w = every_code_weight(k)
-    a = torch.zeros(8, k, dtype=a_dtype)
-    for i in range(8):
-        a[i, 5 * i + 1] = 1.0  # token i picks column 5i+1 (odd: the high nibble)
-    want = ref.dequantize_unscaled(data, scale_lin, "linear", torch.float64)[:, 1::5][:, :8].T
-    y = _direct(a.cuda(), None, w, torch.ones(1, device="cuda"), None, torch.float16)
-    assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
+    odd = [5 * i + 1 for i in range(8)]  # word positions 1, 6, 3, 0, 5, 2, 7, 4
+    for cols in (odd, odd + [2 * i for i in range(8)]):
+        a = torch.zeros(len(cols), k, dtype=a_dtype)
+        for i, c in enumerate(cols):
+            a[i, c] = 1.0
+        want = ref.dequantize_unscaled(data, scale_lin, "linear", torch.float64)[:, cols].T
+        y = _direct(a.cuda(), None, w, torch.ones(1, device="cuda"), None, torch.float16,
+                    variant)
+        assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
+
+
+@pytest.mark.parametrize("m", [1, 6, 16])
+@pytest.mark.parametrize("act", ["bf16", "fp16", "nvfp4"])
+def test_word_decode_is_bitwise_the_default(m, act):
+    """The word decode produces the default's MMA operands bit for bit and sums in the same
+    order, so the whole output is bitwise equal (odd N and K: partial tiles, a short last chunk)."""
+    gen = torch.Generator().manual_seed(m * 3 + len(act))
+    n, k = 333, 1184
+    w = _weight(n, k, "swizzled", gen)
+    x = torch.randn(m, k, generator=gen) * 3
+    if act == "nvfp4":
+        qa = nk.quantize(x.cuda())
+        args = (qa.data, qa.scale, w, (1.0 / (qa.global_scale * w.global_scale)).reshape(1).float())
+    else:
+        a = x.to(torch.bfloat16 if act == "bf16" else torch.float16).cuda()
+        args = (a, None, w, _alpha(w))
+    for out_dtype in (torch.bfloat16, torch.float16):
+        base = _direct(*args, None, out_dtype, 0)
+        word = _direct(*args, None, out_dtype, WORD_DECODE_VARIANT)
+        assert torch.equal(word, base)
 
 
 _VARIANTS = range(getattr(_extension.extension(), "DECODE_GEMM_VARIANTS", 1) if _REASON is None
@@ -111,7 +142,8 @@ def test_every_launch_shape_within_bar(variant, layout):
     ext = _extension.extension()
     for m, n, k in ((1, 50, 96), (5, 130, 416), (16, 300, 1056)):
         w = _weight(n, k, layout, gen)
-        a = (torch.randn(m, k, generator=gen) * 3).to(torch.bfloat16).cuda()
+        a_dtype = torch.float16 if m == 5 else torch.bfloat16  # the decodes differ by dtype
+        a = (torch.randn(m, k, generator=gen) * 3).to(a_dtype).cuda()
         _poison()
         y = ext.gemm_decode(a, None, w.data, w.scale, layout == "swizzled", _alpha(w), None,
                             torch.float16, variant)
