@@ -28,9 +28,11 @@ constexpr int kThreads = 256;  // amax pass (the quantize kernels have their own
 QuantizeShape make_shape(const at::Tensor& x, bool swizzled) {
   const int64_t rows = x.size(0), cols = x.size(1), scale_cols = cols / kBlock;
   const int64_t scale_rows = swizzled ? ceil_to(rows, 128) : rows;
-  TORCH_CHECK(scale_rows <= INT32_MAX && cols <= INT32_MAX,
-              "x: at most 2^31 - 1 rows (less 127 for swizzled scales) and columns, got ",
-              describe(x));
+  // The margin keeps row + kRowsPerBlock and the padded column count below 2^31 too.
+  constexpr int64_t kMaxDim = INT32_MAX - 1024;
+  TORCH_CHECK(scale_rows <= kMaxDim && cols <= kMaxDim,
+              "x: rows (rounded up to 128 for swizzled scales) and columns must each be at most ",
+              kMaxDim, ", got ", describe(x));
   return {static_cast<int32_t>(rows), static_cast<int32_t>(cols),
           static_cast<int32_t>(scale_rows),
           static_cast<int32_t>(swizzled ? ceil_to(scale_cols, 4) : scale_cols), swizzled};

@@ -43,17 +43,21 @@ int fail(const char* what, float q, uint32_t got, uint32_t want) {
   return 1;
 }
 
+int mismatch(const char* what, float q) {
+  return fail(what, q, fast_code(q), reference_code(q));
+}
+
 int exhaustive() {
   uint64_t checked = 0;
   // Every float in [1/8, 8), both signs for the first binade and the one holding 6 and 5.
   for (uint32_t u = nvfp4::float_bits(0.125f); u < nvfp4::float_bits(8.0f); ++u) {
     const float q = nvfp4::bits_float(u);
-    if (fast_code(q) != reference_code(q)) return fail("magnitude", q, fast_code(q), reference_code(q));
+    if (fast_code(q) != reference_code(q)) return mismatch("magnitude", q);
     ++checked;
   }
   for (uint32_t u = nvfp4::float_bits(4.0f); u < nvfp4::float_bits(8.0f); ++u) {
     const float q = -nvfp4::bits_float(u);
-    if (fast_code(q) != reference_code(q)) return fail("negative", q, fast_code(q), reference_code(q));
+    if (fast_code(q) != reference_code(q)) return mismatch("negative", q);
     ++checked;
   }
   // All other non-NaN floats, by a stride that is prime to every power of two (so every
@@ -61,13 +65,13 @@ int exhaustive() {
   for (uint64_t u = 0; u <= 0xffffffffull; u += 4099) {
     const float q = nvfp4::bits_float(static_cast<uint32_t>(u));
     if (std::isnan(q)) continue;
-    if (fast_code(q) != reference_code(q)) return fail("stride", q, fast_code(q), reference_code(q));
+    if (fast_code(q) != reference_code(q)) return mismatch("stride", q);
     ++checked;
   }
   const float extremes[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1.17549435e-38f, 3.40282347e38f,
                             -3.40282347e38f, INFINITY, -INFINITY};
   for (float q : extremes)
-    if (fast_code(q) != reference_code(q)) return fail("extreme", q, fast_code(q), reference_code(q));
+    if (fast_code(q) != reference_code(q)) return mismatch("extreme", q);
 
   // Packed words: values drawn from the E2M1 grid, its ties, one float either side of them, and
   // random magnitudes, with random signs; the word must equal the eight codes packed.

@@ -22,7 +22,8 @@ from nvfp4_kernels import reference as ref
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(__file__).with_name("e2m1_encode_check.cpp")
-_CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+_CXX = (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+        or shutil.which("clang++"))
 pytestmark = pytest.mark.skipif(_CXX is None, reason="no host C++ compiler (c++, g++, clang++)")
 
 

@@ -112,11 +112,18 @@ def test_blackwell_quantize_uses_hardware_e2m1(arch, marker):
         assert n == 8, f"{arch} {name}: {n} hardware E2M1 conversions, expected 8 (one per pair)"
 
 
-def test_sm90_quantize_uses_bit_manipulation():
-    kernels = _functions("sm_90a", QUANTIZE)
+@pytest.mark.parametrize("marker", [QUANTIZE, COMPUTED_SCALE_QUANTIZE])
+def test_sm90_quantize_uses_bit_manipulation(marker):
+    """No E2M1 instruction exists on sm_90a: the encode is nvfp4/e2m1_encode.h's, whose FFMA by
+    2^22 rounds each value onto the E2M1 grid (16 per block, two blocks per thread: 32 in the
+    fast path); no spills."""
+    kernels = _functions("sm_90a", marker)
     assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
+        n = len(re.findall(r"\bFFMA R\d+, R\d+(?:\.reuse)?, 4194304, R\d+", sass))
+        assert n == 32, f"sm_90a {name}: {n} FFMA-by-2^22 roundings, expected 32"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
 
 
 def test_sm90_computed_scale_kernels_vectorized_one_atomic_no_spills():

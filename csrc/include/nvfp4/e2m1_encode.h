@@ -101,10 +101,10 @@ NVFP4_HOST_DEVICE uint32_t e2m1x8_magnitudes(const float (&q)[8]) {
     sums[i] = e.sum;
     exponents += 4 * i <= 22 ? e.pow2 >> (22 - 4 * i) : e.pow2 << (4 * i - 22);
   }
-  const uint32_t even = byte_perm(byte_perm(sums[0], sums[2], 0x40), byte_perm(sums[4], sums[6], 0x40),
-                                  0x5410);  // k0 k2 k4 k6
-  const uint32_t odd = byte_perm(byte_perm(sums[1], sums[3], 0x40), byte_perm(sums[5], sums[7], 0x40),
-                                 0x5410);  // k1 k3 k5 k7
+  const uint32_t even = byte_perm(byte_perm(sums[0], sums[2], 0x40),
+                                  byte_perm(sums[4], sums[6], 0x40), 0x5410);  // k0 k2 k4 k6
+  const uint32_t odd = byte_perm(byte_perm(sums[1], sums[3], 0x40),
+                                 byte_perm(sums[5], sums[7], 0x40), 0x5410);  // k1 k3 k5 k7
   return exponents - kE2M1ExponentBias * 0x11111111u + even + (odd << 4);
 }
 
