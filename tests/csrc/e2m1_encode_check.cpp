@@ -3,7 +3,8 @@
 //
 //   e2m1_encode_check exhaustive   every float32 with 1/8 <= |q| < 8 (all the rounding
 //                                  boundaries and the saturation), a stride of all other
-//                                  non-NaN floats, and packed words of random values
+//                                  non-NaN floats, packed words of random values, and the
+//                                  sign gathers on random raw input words
 //   e2m1_encode_check codes        float32 values on stdin -> one code byte each on stdout
 //                                  (the test compares those with nvfp4_kernels.reference)
 //
@@ -96,6 +97,24 @@ int exhaustive() {
     const uint32_t got = nvfp4::e2m1x8_magnitudes(q) + sign_bits(q);
     if (got != want) return fail("packed word (first value shown)", q[0], got, want);
     checked += 8;
+  }
+  // Sign gathers from raw input words: 16-bit halves (bf16/fp16 pairs) and float32 words; bit
+  // 4i+3 of the result must be the sign bit of input i.
+  for (int n = 0; n < 200000; ++n) {
+    uint32_t halves[4], floats[8], want_halves = 0u, want_floats = 0u;
+    for (int j = 0; j < 4; ++j) {
+      halves[j] = rng();
+      want_halves |= ((halves[j] >> 15) & 1u) << (8 * j + 3);
+      want_halves |= (halves[j] >> 31) << (8 * j + 7);
+    }
+    for (int i = 0; i < 8; ++i) {
+      floats[i] = rng();
+      want_floats |= (floats[i] >> 31) << (4 * i + 3);
+    }
+    if (nvfp4::sign_bits_of_halves(halves) != want_halves)
+      return fail("sign_bits_of_halves", 0.0f, nvfp4::sign_bits_of_halves(halves), want_halves);
+    if (nvfp4::sign_bits_of_floats(floats) != want_floats)
+      return fail("sign_bits_of_floats", 0.0f, nvfp4::sign_bits_of_floats(floats), want_floats);
   }
   std::printf("OK %llu values\n", static_cast<unsigned long long>(checked));
   return 0;

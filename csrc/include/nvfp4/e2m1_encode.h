@@ -108,4 +108,19 @@ NVFP4_HOST_DEVICE uint32_t e2m1x8_magnitudes(const float (&q)[8]) {
   return exponents - kE2M1ExponentBias * 0x11111111u + even + (odd << 4);
 }
 
+// The sign bits of eight inputs at bits 4i+3 (the E2M1 sign position), from their raw words
+// with PRMT. 16-bit inputs (bf16/fp16), four words of pairs: the even element's sign is bit 7 of
+// byte 1, the odd one's bit 7 of byte 3. float32 inputs, eight words: bit 7 of byte 3.
+NVFP4_HOST_DEVICE uint32_t sign_bits_of_halves(const uint32_t* w) {
+  const uint32_t p01 = byte_perm(w[0], w[1], 0x7351), p23 = byte_perm(w[2], w[3], 0x7351);
+  const uint32_t even = byte_perm(p01, p23, 0x5410), odd = byte_perm(p01, p23, 0x7632);
+  return ((even & 0x80808080u) >> 4) | (odd & 0x80808080u);
+}
+
+NVFP4_HOST_DEVICE uint32_t sign_bits_of_floats(const uint32_t* w) {
+  const uint32_t even = byte_perm(byte_perm(w[0], w[2], 0x73), byte_perm(w[4], w[6], 0x73), 0x5410);
+  const uint32_t odd = byte_perm(byte_perm(w[1], w[3], 0x73), byte_perm(w[5], w[7], 0x73), 0x5410);
+  return ((even & 0x80808080u) >> 4) | (odd & 0x80808080u);
+}
+
 }  // namespace nvfp4

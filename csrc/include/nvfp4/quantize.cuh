@@ -122,24 +122,15 @@ __device__ __forceinline__ float block_amax(const RawBlock<float>& b) {
   return m;
 }
 
-// The sign bits of x[8h .. 8h+7] at bits 4i+3 (the E2M1 sign position), gathered from the raw
-// inputs with PRMT: bf16/fp16 pairs hold the even element's sign in byte 1 and the odd one's in
-// byte 3; float32 words in byte 3. inv > 0, so x * inv has x's sign; a value that rounds to code
-// 0 may keep its sign (0x8, -0), which DESIGN §2 allows.
+// The sign bits of x[8h .. 8h+7] at bits 4i+3, gathered from the raw inputs (e2m1_encode.h).
+// inv > 0, so x * inv has x's sign; a value that rounds to code 0 may keep its sign (0x8, -0),
+// which DESIGN §2 allows.
 template <class T>
 __device__ __forceinline__ uint32_t input_signs(const RawBlock<T>& b, int h) {
-  uint32_t even, odd;  // sign of x[8h + 2j] (odd: x[8h + 2j + 1]) in bit 7 of byte j
-  if constexpr (sizeof(T) == 2) {
-    const uint32_t* w = &b.w[4 * h];
-    const uint32_t p01 = __byte_perm(w[0], w[1], 0x7351), p23 = __byte_perm(w[2], w[3], 0x7351);
-    even = __byte_perm(p01, p23, 0x5410);
-    odd = __byte_perm(p01, p23, 0x7632);
-  } else {
-    const uint32_t* w = &b.w[8 * h];
-    even = __byte_perm(__byte_perm(w[0], w[2], 0x73), __byte_perm(w[4], w[6], 0x73), 0x5410);
-    odd = __byte_perm(__byte_perm(w[1], w[3], 0x73), __byte_perm(w[5], w[7], 0x73), 0x5410);
-  }
-  return ((even & 0x80808080u) >> 4) | (odd & 0x80808080u);
+  if constexpr (sizeof(T) == 2)
+    return sign_bits_of_halves(&b.w[4 * h]);
+  else
+    return sign_bits_of_floats(&b.w[8 * h]);
 }
 
 // The block's 16 values x * inv -> two packed words (values 0-7, 8-15). With a positive, finite
