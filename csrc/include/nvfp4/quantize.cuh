@@ -106,7 +106,9 @@ __device__ __forceinline__ float packed_amax(const RawBlock<T>& b) {
     lo = __hmin2_nan(lo, p[j]);
   }
   const Pair m = __hmax2_nan(hi, __hneg2(lo));
-  return max_nan(to_float(m.x), to_float(m.y));
+  // |.|: an all-zero block may give -0 here (max of -0 and +0 may be either), and a -0 amax
+  // would make the scale the e4m3 -0 (0x80) where the reference has 0x00.
+  return max_nan(fabsf(to_float(m.x)), fabsf(to_float(m.y)));
 }
 
 __device__ __forceinline__ float block_amax(const RawBlock<__nv_bfloat16>& b) {
