@@ -103,18 +103,18 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   const QuantizeShape s = make_shape(x, swizzled);
   auto data = at::empty({s.rows, s.cols / 2}, x.options().dtype(at::kByte));
   auto scale = at::empty({s.scale_rows, s.scale_cols}, x.options().dtype(at::kFloat8_e4m3fn));
-  const int64_t slots = s.scale_rows * s.scale_cols;
-  if (slots == 0) return {data, scale};
+  if (s.scale_rows == 0 || s.scale_cols == 0) return {data, scale};
   auto stream = c10::cuda::getCurrentCUDAStream();
   auto* d = data.data_ptr<uint8_t>();
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const float* gs = global_scale.data_ptr<float>();
   with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    const dim3 grid = quantize_grid(s);
     if (vec)
-      quantize_kernel<T, true><<<quantize_grid(s), kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
+      quantize_kernel<T, true><<<grid, kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
     else
-      quantize_kernel<T, false><<<quantize_grid(s), kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
+      quantize_kernel<T, false><<<grid, kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale};
@@ -168,12 +168,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
         amax_kernel<T, false><<<blocks, kThreads, 0, stream>>>(in, numel, bits);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
+    const dim3 grid = quantize_grid(s);
     if (vec)
-      quantize_computed_scale_kernel<T, true><<<quantize_grid(s), kQuantizeBlock, 0, stream>>>(
-          in, d, sc, s, out);
+      quantize_computed_scale_kernel<T, true><<<grid, kQuantizeBlock, 0, stream>>>(in, d, sc, s,
+                                                                                 out);
     else
-      quantize_computed_scale_kernel<T, false><<<quantize_grid(s), kQuantizeBlock, 0, stream>>>(
-          in, d, sc, s, out);
+      quantize_computed_scale_kernel<T, false><<<grid, kQuantizeBlock, 0, stream>>>(in, d, sc, s,
+                                                                                  out);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale, global_scale, alpha};
