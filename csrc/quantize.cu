@@ -21,12 +21,21 @@
 namespace nvfp4 {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;  // amax pass (the quantize kernels have their own shape)
 
-QuantizeShape make_shape(int64_t rows, int64_t cols, bool swizzled) {
-  const int64_t scale_cols = cols / kBlock;
-  return {rows, cols, swizzled ? ceil_to(rows, 128) : rows,
-          swizzled ? ceil_to(scale_cols, 4) : scale_cols, swizzled};
+// The kernels count rows and columns in 32 bits (quantize.cuh); x's element offsets may exceed
+// that.
+QuantizeShape make_shape(const at::Tensor& x, bool swizzled) {
+  const int64_t rows = x.size(0), cols = x.size(1), scale_cols = cols / kBlock;
+  const int64_t scale_rows = swizzled ? ceil_to(rows, 128) : rows;
+  // The margin keeps row + kRowsPerBlock and the padded column count below 2^31 too.
+  constexpr int64_t kMaxDim = INT32_MAX - 1024;
+  TORCH_CHECK(scale_rows <= kMaxDim && cols <= kMaxDim,
+              "x: rows (rounded up to 128 for swizzled scales) and columns must each be at most ",
+              kMaxDim, ", got ", describe(x));
+  return {static_cast<int32_t>(rows), static_cast<int32_t>(cols),
+          static_cast<int32_t>(scale_rows),
+          static_cast<int32_t>(swizzled ? ceil_to(scale_cols, 4) : scale_cols), swizzled};
 }
 
 // Blocks of the amax pass: a few per SM, each walking its share of x (its loads in flight cover
@@ -44,12 +53,18 @@ int sm_count(int device) {
   return counts[device];
 }
 
-unsigned int grid_for(int64_t threads) {
-  const int64_t blocks = (threads + kThreads - 1) / kThreads;
-  TORCH_CHECK(blocks <= INT32_MAX, "nvfp4: problem too large for one launch (", threads,
-              " threads)");
-  return static_cast<unsigned int>(blocks);
+// The quantize kernels' 2-D grid (quantize.cuh): column groups in x, row groups in y (capped;
+// the kernels loop over the rest). At least one block: the computed-scale kernel's block (0, 0)
+// writes the global scale even for an empty x.
+dim3 quantize_grid(const QuantizeShape& s) {
+  const int64_t col_groups =
+      std::max<int64_t>((int64_t{s.scale_cols} + kColThreads - 1) / kColThreads, 1);
+  const int64_t row_groups = (int64_t{s.scale_rows} + kRowsPerBlock - 1) / kRowsPerBlock;
+  return dim3(static_cast<unsigned int>(col_groups),
+              static_cast<unsigned int>(std::clamp<int64_t>(row_groups, 1, kMaxRowGroups)));
 }
+
+const dim3 kQuantizeBlock(kColThreads, kRowThreads);
 
 }  // namespace
 
@@ -85,21 +100,21 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& x, const at::Tenso
   check_cuda("global_scale", global_scale, x);
 
   const c10::cuda::CUDAGuard guard(x.device());
-  const QuantizeShape s = make_shape(x.size(0), x.size(1), swizzled);
+  const QuantizeShape s = make_shape(x, swizzled);
   auto data = at::empty({s.rows, s.cols / 2}, x.options().dtype(at::kByte));
   auto scale = at::empty({s.scale_rows, s.scale_cols}, x.options().dtype(at::kFloat8_e4m3fn));
-  const int64_t slots = s.scale_rows * s.scale_cols;
-  if (slots == 0) return {data, scale};
+  if (s.scale_rows == 0 || s.scale_cols == 0) return {data, scale};
   auto stream = c10::cuda::getCurrentCUDAStream();
   auto* d = data.data_ptr<uint8_t>();
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const float* gs = global_scale.data_ptr<float>();
   with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    const dim3 grid = quantize_grid(s);
     if (vec)
-      quantize_kernel<T, true><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
+      quantize_kernel<T, true><<<grid, kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
     else
-      quantize_kernel<T, false><<<grid_for(slots), kThreads, 0, stream>>>(in, gs, d, sc, s);
+      quantize_kernel<T, false><<<grid, kQuantizeBlock, 0, stream>>>(in, gs, d, sc, s);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale};
@@ -119,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
   if (weight_alpha.has_value()) check_cuda("weight_alpha", *weight_alpha, x);
 
   const c10::cuda::CUDAGuard guard(x.device());
-  const QuantizeShape s = make_shape(x.size(0), x.size(1), swizzled);
+  const QuantizeShape s = make_shape(x, swizzled);
   const auto f32 = x.options().dtype(at::kFloat);
   auto data = at::empty({s.rows, s.cols / 2}, x.options().dtype(at::kByte));
   auto scale = at::empty({s.scale_rows, s.scale_cols}, x.options().dtype(at::kFloat8_e4m3fn));
@@ -138,8 +153,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
   auto* d = data.data_ptr<uint8_t>();
   auto* sc = reinterpret_cast<uint8_t*>(scale.data_ptr());
   const int64_t numel = x.numel();
-  const int64_t slots = s.scale_rows * s.scale_cols;
-  const unsigned int quantize_blocks = slots ? grid_for(slots) : 1u;
   with_input(x, [&](auto* in, bool vec) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
     if (numel > 0) {
@@ -155,12 +168,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_computed_sca
         amax_kernel<T, false><<<blocks, kThreads, 0, stream>>>(in, numel, bits);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
+    const dim3 grid = quantize_grid(s);
     if (vec)
-      quantize_computed_scale_kernel<T, true><<<quantize_blocks, kThreads, 0, stream>>>(
-          in, d, sc, s, out);
+      quantize_computed_scale_kernel<T, true><<<grid, kQuantizeBlock, 0, stream>>>(in, d, sc, s,
+                                                                                 out);
     else
-      quantize_computed_scale_kernel<T, false><<<quantize_blocks, kThreads, 0, stream>>>(
-          in, d, sc, s, out);
+      quantize_computed_scale_kernel<T, false><<<grid, kQuantizeBlock, 0, stream>>>(in, d, sc, s,
+                                                                                  out);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {data, scale, global_scale, alpha};

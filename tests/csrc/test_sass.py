@@ -27,7 +27,8 @@ SM120_FP4_MMA = "OMMA.SF.16864.F32.E2M1.E2M1.UE4M3.4X"
 # SM100 tcgen05 block-scaled FP4 MMA (scale vector 4X = one scale per 16 values); the 2-SM
 # configuration issues the .2CTA form.
 SM100_FP4_MMA = re.compile(r"\bUTCOMMA(\.2CTA)?\.4X\b")
-# cvt.rn.satfinite.e2m1x2.f32 (two float32 -> two E2M1 codes in one byte): 8 per 16-value block.
+# cvt.rn.satfinite.e2m1x2.f32 (two float32 -> two E2M1 codes in one byte): 8 per 16-value block,
+# 16 per quantize kernel (two blocks per thread).
 HW_E2M1 = re.compile(r"\bF2FP\.SATFINITE\.E2M1\.F32\.PACK_AB_MERGE_C\b")
 GEMM_CONFIGS_PER_ARCH = 3
 QUANTIZE = "15quantize_kernel"  # mangled name; a plain "quantize_kernel" also matches dequantize
@@ -109,14 +110,22 @@ def test_blackwell_quantize_uses_hardware_e2m1(arch, marker):
     assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         n = len(HW_E2M1.findall(sass))
-        assert n == 8, f"{arch} {name}: {n} hardware E2M1 conversions, expected 8 (one per pair)"
+        # one per pair: 8 per 16-value block, two blocks per thread (quantize.cuh)
+        assert n == 16, f"{arch} {name}: {n} hardware E2M1 conversions, expected 16"
 
 
-def test_sm90_quantize_uses_bit_manipulation():
-    kernels = _functions("sm_90a", QUANTIZE)
+@pytest.mark.parametrize("marker", [QUANTIZE, COMPUTED_SCALE_QUANTIZE])
+def test_sm90_quantize_uses_bit_manipulation(marker):
+    """No E2M1 instruction exists on sm_90a: the encode is nvfp4/e2m1_encode.h's, whose FFMA by
+    2^22 rounds each value onto the E2M1 grid (16 per block, two blocks per thread: 32 in the
+    fast path); no spills."""
+    kernels = _functions("sm_90a", marker)
     assert len(kernels) == 6, sorted(kernels)  # bf16, fp16, fp32 inputs x vector/scalar loads
     for name, sass in kernels.items():
         assert "E2M1" not in sass, f"sm_90a {name} unexpectedly has an E2M1 instruction"
+        n = len(re.findall(r"\bFFMA R\d+, R\d+(?:\.reuse)?, 4194304, R\d+", sass))
+        assert n == 32, f"sm_90a {name}: {n} FFMA-by-2^22 roundings, expected 32"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
 
 
 def test_sm90_computed_scale_kernels_vectorized_one_atomic_no_spills():

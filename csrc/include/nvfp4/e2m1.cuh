@@ -4,6 +4,7 @@
 #pragma once
 
 #include "nvfp4/common.cuh"
+#include "nvfp4/e2m1_encode.h"
 
 namespace nvfp4 {
 

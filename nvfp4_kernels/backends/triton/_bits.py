@@ -16,17 +16,15 @@ FP16_FOLD = tl.constexpr(16384.0)  # constexpr: compiled kernels may only read c
 def e2m1_rne(v):
     """float32 values -> E2M1 codes (int32 0..15), as reference.e2m1_rne(clamp(v, -6, 6)).
 
-    Magnitudes >= 1 are rounded by adding a round-half-even bias to the float32 bits and
-    keeping the exponent and the top mantissa bit (codes 2..7 are exactly those 3 bits minus
-    the bias 252); the two sub-1 boundaries (0.25 -> 0, 0.75 -> 1.0) are compares. No clamp is
-    needed: anything >= 6 saturates through the min, and NaN falls to code 0 like the reference.
+    The CUDA kernel's encode (csrc/include/nvfp4/e2m1_encode.h, which explains it): with
+    a = min(|v|, 6) and p = 2^e' the power of two of max(a, 1), one fused a + p * 2^22 rounds a
+    onto the E2M1 grid (the sum's spacing is the grid's), leaving k in the sum's low 3 bits; the
+    code is 2 e' + k. NaN gets code 0 like the reference (its compares are false).
     """
-    a = tl.abs(v)
-    b = a.to(tl.int32, bitcast=True)
-    big = ((b + 0x1FFFFF + ((b >> 22) & 1)) >> 22) - 252
-    big = tl.minimum(big, 7)
-    small = (a > 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32)
-    mag = tl.where(a >= 1.0, big, small)
+    a = tl.minimum(tl.abs(v), 6.0)
+    p = tl.maximum(a, 1.0).to(tl.int32, bitcast=True) & 0x7F800000
+    t = tl.fma(p.to(tl.float32, bitcast=True), 4194304.0, a).to(tl.int32, bitcast=True)
+    mag = tl.where(v == v, (p >> 22) - 254 + (t & 7), 0)
     return mag | tl.where(v < 0, 8, 0)
 
 

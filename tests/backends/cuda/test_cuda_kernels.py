@@ -126,6 +126,23 @@ def test_quantize_computed_scale_unaligned_and_empty():
             _check_computed_scale(x, layout, wa)
 
 
+def test_quantize_more_rows_than_one_grid_dimension():
+    """The quantize kernels put row groups (16 rows each) on grid.y, capped at 65535, and loop
+    over the rest: 65535 * 16 + 37 rows exercise the loop, in both kernels and both layouts, with
+    signed zeros, ties and a partial column group (2 scale columns of 32; swizzled pads to 4)."""
+    rows, cols = 65535 * 16 + 37, 32
+    x = _inputs(rows, cols, torch.bfloat16, 11)
+    x[2, :16] = -0.0
+    gs = torch.tensor(3.0e2)
+    for layout in ("swizzled", "linear"):
+        _poison_allocator()
+        data, scale = torch.ops.nvfp4.quantize(x.cuda(), gs.cuda(), layout, backend="cuda")
+        want_data, want_scale, _ = ref.quantize(x, gs, layout)
+        assert_same_codes(data, want_data)
+        assert torch.equal(scale.cpu().view(torch.uint8), want_scale.view(torch.uint8))
+        _check_computed_scale(x, layout)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
 def test_dequantize_bit_exact(dtype, layout):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 import nvfp4_kernels as nk
 from nvfp4_kernels import reference as ref
 from triton_testlib import assert_same_codes, poisoned
 
 triton_quantize = pytest.importorskip("nvfp4_kernels.backends.triton.quantize")
+from nvfp4_kernels.backends.triton import _bits  # noqa: E402
 
 TIES = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 0.0, 0.5, 6.0])
 
@@ -99,6 +102,31 @@ def test_public_path(device, gen):
     assert torch.equal(q.scale.view(torch.uint8).cpu(), expected.scale.view(torch.uint8))
     back = nk.dequantize(q, torch.float32, backend="triton")
     assert torch.equal(back.cpu(), nk.dequantize(expected, torch.float32, backend="reference"))
+
+
+@triton.jit
+def _e2m1_kernel(v_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    v = tl.load(v_ptr + offs, mask=offs < n, other=0.0)
+    tl.store(out_ptr + offs, _bits.e2m1_rne(v), mask=offs < n)
+
+
+def test_e2m1_encode_around_every_boundary(device):
+    """_bits.e2m1_rne (the FFMA rounding of csrc/include/nvfp4/e2m1_encode.h) against
+    reference.e2m1_rne(clamp(v)) on every float32 within 256 steps of each rounding boundary,
+    grid value and binade edge, both signs, plus zeros, infinities and NaN (code 0)."""
+    points = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0,
+                           5.0, 6.0, 8.0, 1e-30, 1e30])
+    steps = torch.arange(-256, 257, dtype=torch.int32)
+    bits = (points.view(torch.int32)[:, None] + steps[None, :]).reshape(-1)
+    v = bits.view(torch.float32)
+    v = v[torch.isfinite(v)]
+    v = torch.cat([v, -v, torch.tensor([float("inf"), -float("inf"), float("nan"), -0.0])])
+    out = torch.empty(v.numel(), dtype=torch.int32, device=device)
+    _e2m1_kernel[(triton.cdiv(v.numel(), 1024),)](v.to(device), out, v.numel(), BLOCK=1024)
+    want = ref.e2m1_rne(torch.clamp(v, -ref.E2M1_MAX, ref.E2M1_MAX)).to(torch.int32)
+    want[torch.isnan(v)] = 0  # the reference's compares are false for NaN: code 0
+    assert torch.equal(out.cpu(), want)
 
 
 @pytest.mark.parametrize("config", triton_quantize.CANDIDATES)
