@@ -64,7 +64,18 @@ template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
 // The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
 // token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
 template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
-static_assert(kWgmmaGemmVariants == 4, "one Variant<> per variant");
+// Variants 4-6 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-6"
+// in the header: what each changes and its SASS figures). 4: the default shape with all 8 MMAs
+// of a chunk in flight (DEPTH 7: no wait_group inside a chunk, one drain at its end), the weight
+// slot read and the first two MMAs issued before the next refill's copies.
+template <> struct Variant<4> { using type = Shape<2, 1, 8, false, 7>; };
+// 5: 4 without the chunk-end drain (OVERLAP): a warpgroup never waits for an MMA except to keep
+// at most 7 groups in flight; at M > 128 the ring has 3 stages, so it runs as 4.
+template <> struct Variant<5> { using type = Shape<2, 1, 8, true, 7>; };
+// 6: variant 2's two tiles per warpgroup with MMAs queued 3 steps deep and no chunk-end drain;
+// token tiles up to 128 (M > 128 runs variant 5).
+template <> struct Variant<6> { using type = Shape<2, 2, 8, true, 3>; };
+static_assert(kWgmmaGemmVariants == 7, "one Variant<> per variant");
 
 template <Act A, int NT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -78,6 +89,12 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
     case 3:
       if constexpr (NT <= 128) launch<A, NT, Variant<3>::type>(p, like, stream);
       else launch<A, NT, Variant<0>::type>(p, like, stream);
+      break;
+    case 4: launch<A, NT, Variant<4>::type>(p, like, stream); break;
+    case 5: launch<A, NT, Variant<5>::type>(p, like, stream); break;
+    case 6:
+      if constexpr (NT <= 128) launch<A, NT, Variant<6>::type>(p, like, stream);
+      else launch<A, NT, Variant<5>::type>(p, like, stream);
       break;
     default: launch<A, NT, Variant<0>::type>(p, like, stream);
   }
@@ -141,6 +158,11 @@ int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_
       return token_tile(m) <= 128 ? splits_for<Variant<2>::type>(m, n, k, slots)
                                   : splits_for<Variant<0>::type>(m, n, k, slots);
     case 3: return splits_for<Variant<3>::type>(m, n, k, slots);
+    case 4: return splits_for<Variant<4>::type>(m, n, k, slots);
+    case 5: return splits_for<Variant<5>::type>(m, n, k, slots);
+    case 6:
+      return token_tile(m) <= 128 ? splits_for<Variant<6>::type>(m, n, k, slots)
+                                  : splits_for<Variant<5>::type>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

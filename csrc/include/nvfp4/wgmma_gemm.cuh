@@ -125,10 +125,19 @@ constexpr int kSmemLimit = 227 * 1024;
 // stage refilled is the one of two chunks back, whose MMAs are known complete), instead of
 // every warpgroup draining its MMAs before each barrier; costs a stage of copies in flight and
 // needs 4 stages (token tiles whose ring has 3 run without it).
-template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false>
+// DEPTH: MMA groups (one per k16 step) a warpgroup leaves in flight after issuing the next one,
+// i.e. its wait_group argument after each step; DEPTH + 1 register sets hold the decoded A
+// fragments (an in-flight wgmma still reads its registers). 1 = decode step S + 1 while MMA S
+// runs; 7 = all 8 steps of a chunk queued on the tensor cores, the warps never wait on an MMA
+// inside a chunk. DEPTH > 1 also reads the chunk's weight slot before issuing the next refill
+// (its shared-memory latency then hides under the copy issue instead of delaying the first MMA).
+template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false, int DEPTH_ = 1>
 struct Shape {
   static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
   static constexpr bool OVERLAP = OVERLAP_;
+  static constexpr int DEPTH = DEPTH_;
+  static_assert(DEPTH == 1 || DEPTH == 3 || DEPTH == 7,
+                "wgmma GEMM: DEPTH + 1 A register sets must divide the 8 steps of a chunk");
   static constexpr int kWarps = WG * 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRows = WG * WT * 64;
@@ -273,29 +282,35 @@ __device__ __forceinline__ void tile_rows(decode_gemm::WeightRows<WT>& w, const 
   }
 }
 
-// k16 step S: decode the warp's A fragments of every tile into a[S % 2] (MMA S - 2, their last
-// reader, completed at the wait of step S - 1) and issue one MMA per tile over the step's B
-// block, which starts S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte
-// address field).
-template <int S, Act A, int NT, int WT>
-__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2], uint32_t (&a)[2][WT][4],
+// k16 step S: decode the warp's A fragments of every tile into register set S % (DEPTH + 1)
+// (last read by MMA S - DEPTH - 1, complete since the wait of step S - 1) and issue one MMA per
+// tile over the step's B block, which starts S * NT * 32 bytes after step 0's (added to the
+// descriptor's 16-byte address field); then wait until at most DEPTH groups are in flight.
+// DEPTH + 1 divides 8, so the register sets rotate the same way in every chunk and a group left
+// in flight across a chunk boundary (OVERLAP) never has its registers rewritten early.
+template <int S, int DEPTH, Act A, int NT, int WT>
+__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2],
+                                         uint32_t (&a)[DEPTH + 1][WT][4],
                                          const decode_gemm::WeightChunk<WT>& w,
                                          const uint32_t (&sc)[WT][2][2], uint64_t desc0) {
   constexpr bool kBf16 = A == Act::kBFloat16;
+  constexpr int B = S % (DEPTH + 1);
 #pragma unroll
-  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[S & 1][i], w, i, sc);
+  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[B][i], w, i, sc);
   wgmma::wgmma_fence();
 #pragma unroll
   for (int i = 0; i < WT; ++i)
-    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[S & 1][i], desc0 + static_cast<uint64_t>(S * NT * 2));
+    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[B][i], desc0 + static_cast<uint64_t>(S * NT * 2));
   wgmma::wgmma_commit();
-  wgmma::wgmma_wait<1>();
+  wgmma::wgmma_wait<DEPTH>();
 }
 
-template <Act A, int NT, int WT>
+// `after_two()` runs once the first two steps' MMAs are issued (the kernel's copy issue, where
+// the shape asks for it: the tensor cores then have work while the copies are being issued).
+template <Act A, int NT, int WT, int DEPTH, class AfterTwo>
 __device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
                                               const decode_gemm::WeightChunk<WT>& w,
-                                              uint32_t act_smem) {
+                                              uint32_t act_smem, AfterTwo&& after_two) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
 #pragma unroll
@@ -303,15 +318,16 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
 #pragma unroll
     for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
   const uint64_t desc0 = b_descriptor(act_smem);
-  uint32_t a[2][WT][4];
-  mma_step<0, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<1, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<2, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<3, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<4, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<5, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<6, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<7, A, NT, WT>(acc, a, w, sc, desc0);
+  uint32_t a[DEPTH + 1][WT][4];
+  mma_step<0, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<1, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  after_two();
+  mma_step<2, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<3, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<4, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<5, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<6, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<7, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
 }
 
 // Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
@@ -362,6 +378,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   // previous chunk is still being read by its last MMAs (OVERLAP).
   constexpr bool kOverlap = S::OVERLAP && kStages >= 4;
   constexpr int kAhead = kOverlap ? kStages - 2 : kStages - 1;
+  // DEPTH > 1: the chunk's weight slot is read before the refill's copies are issued, and
+  // without OVERLAP also the chunk's first two MMAs.
+  constexpr bool kMmaFirst = S::DEPTH > 1;
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (c_begin + s < c_end) issue(c_begin + s, s);
@@ -377,20 +396,34 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // This thread's copies of chunk c + 1 have landed; the barrier publishes everyone's, and the
     // permuted chunk c. It also frees a stage: without OVERLAP every warpgroup waited for all
     // its MMAs before reaching it, so chunk c - 1's stage is refilled; with OVERLAP each waited
-    // for all but its last MMA (of chunk c - 1), so chunk c - 2's stage is.
+    // for all but its last DEPTH groups (all of chunk c - 1), so chunk c - 2's stage is.
     decode_gemm::cp_async_wait<kAhead - 2>();
     __syncthreads();
-    {
-      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
-      const int refill = stage - back < 0 ? stage - back + kStages : stage - back;
-      if (c + kAhead < c_end) issue(c + kAhead, refill);
-    }
-    decode_gemm::cp_async_commit();
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
-    decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
-                           rows);
-    compute_chunk<A, NT, WT>(acc, w, smem_s + stage * L::kStageBytes);
+    auto refill = [&] {
+      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
+      const int into = stage - back < 0 ? stage - back + kStages : stage - back;
+      if (c + kAhead < c_end) issue(c + kAhead, into);
+      decode_gemm::cp_async_commit();
+    };
+    if constexpr (kMmaFirst && !kOverlap) {
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, refill);
+    } else if constexpr (kMmaFirst) {
+      // The previous chunk's last MMAs keep the tensor cores busy during the copy issue. (The
+      // copy issue between this chunk's MMAs makes ptxas serialize them here: C7513.)
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      refill();
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, [] {});
+    } else {
+      refill();
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, [] {});
+    }
     // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
     // reads that stage before the next barrier) is permuted into the MMA's slot order.
     const int next = stage + 1 == kStages ? 0 : stage + 1;
