@@ -64,7 +64,7 @@ template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
 // The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
 // token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
 template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
-// Variants 4-6 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-6"
+// Variants 4-7 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-7"
 // in the header: what each changes and its SASS figures). 4: the default shape with all 8 MMAs
 // of a chunk in flight (DEPTH 7: no wait_group inside a chunk, one drain at its end), the weight
 // slot read and the first two MMAs issued before the next refill's copies.
@@ -75,7 +75,13 @@ template <> struct Variant<5> { using type = Shape<2, 1, 8, true, 7>; };
 // 6: variant 2's two tiles per warpgroup with MMAs queued 3 steps deep and no chunk-end drain;
 // token tiles up to 128 (M > 128 runs variant 5).
 template <> struct Variant<6> { using type = Shape<2, 2, 8, true, 3>; };
-static_assert(kWgmmaGemmVariants == 7, "one Variant<> per variant");
+// 7: three warpgroups (384 threads, at most 168 registers each): 384 rows per CTA (two tiles
+// per warpgroup) for token tiles up to 64, 192 (one tile) at 128, M > 128 the default. Tests
+// waves and warps: gate_up's 43008 rows are 112 CTAs (one wave on 132 SMs) at M <= 64 and 224
+// at M = 128, instead of variant 2's 168 (1.27 waves); 3 warps per scheduler instead of 2.
+template <> struct Variant<7> { using type = Shape<3, 2, 8>; };
+using ThreeGroupsOneTile = Shape<3, 1, 8>;
+static_assert(kWgmmaGemmVariants == 8, "one Variant<> per variant");
 
 template <Act A, int NT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -95,6 +101,11 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
     case 6:
       if constexpr (NT <= 128) launch<A, NT, Variant<6>::type>(p, like, stream);
       else launch<A, NT, Variant<5>::type>(p, like, stream);
+      break;
+    case 7:
+      if constexpr (NT <= 64) launch<A, NT, Variant<7>::type>(p, like, stream);
+      else if constexpr (NT == 128) launch<A, NT, ThreeGroupsOneTile>(p, like, stream);
+      else launch<A, NT, Variant<0>::type>(p, like, stream);
       break;
     default: launch<A, NT, Variant<0>::type>(p, like, stream);
   }
@@ -163,6 +174,10 @@ int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_
     case 6:
       return token_tile(m) <= 128 ? splits_for<Variant<6>::type>(m, n, k, slots)
                                   : splits_for<Variant<5>::type>(m, n, k, slots);
+    case 7:
+      return token_tile(m) <= 64    ? splits_for<Variant<7>::type>(m, n, k, slots)
+             : token_tile(m) == 128 ? splits_for<ThreeGroupsOneTile>(m, n, k, slots)
+                                    : splits_for<Variant<0>::type>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

@@ -102,6 +102,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "nvfp4/decode_gemm.cuh"
 #include "nvfp4/mid_gemm.cuh"
@@ -217,7 +218,8 @@ struct ActCopier {
     k0 = u0 * 8;
   }
 
-  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p) const {
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p,
+                                        int /*tid*/) const {
     const int k_left = p.k - chunk * kChunk - k0;  // values of unit u0 onwards in this chunk
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
@@ -229,17 +231,60 @@ struct ActCopier {
   }
 };
 
+// The same copies for thread counts that are not a power of two (3 warpgroups): copy j of a
+// thread is the pair-interleaved index tid + j * kThreads, (token, unit) = ((i / 2) % NT,
+// 2 ((i / 2) / NT) + i % 2), as ActCopier's first copy; tokens and units no longer advance by
+// constants, so each of the ceil(NT * 16 / kThreads) copies keeps its own row pointer and stage
+// offset (registers, not instructions per chunk).
+template <int NT, int kThreads>
+struct ActCopierAny {
+  static_assert(kThreads % 2 == 0, "thread pairs share a sector");
+  static constexpr int kUnits = NT * 16;
+  static constexpr int kPer = (kUnits + kThreads - 1) / kThreads;
+  const uint8_t* src[kPer];  // chunk 0 of the copy's unit and token (row clamped to M - 1)
+  uint32_t dst[kPer];        // stage offset
+  int k0[kPer];              // K index of the unit's first value in chunk 0; K if dead token
+
+  __device__ __forceinline__ void init(const Params& p, int tid) {
+    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int i = tid + j * kThreads;
+      const int n = (i >> 1) % NT, u = 2 * ((i >> 1) / NT) + (i & 1);
+      const bool real = i < kUnits && n < p.m;
+      const int64_t rc = n < p.m ? n : p.m - 1;
+      src[j] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + (u & 15) * 16;
+      dst[j] = staged_unit<NT>(u & 15, n);
+      k0[j] = real ? u * 8 : p.k;
+    }
+  }
+
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p,
+                                        int tid) const {
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      if (kUnits % kThreads != 0 && tid + j * kThreads >= kUnits) break;  // no such copy
+      const bool ok = chunk * kChunk + k0[j] < p.k;
+      decode_gemm::cp_async16(stage + dst[j], ok ? src[j] + chunk * (kChunk * 2) : src[j], ok);
+    }
+  }
+};
+
+template <int NT, int kThreads>
+using ActCopierFor =
+    typename std::conditional<(kThreads & (kThreads - 1)) == 0, ActCopier<NT, kThreads>,
+                              ActCopierAny<NT, kThreads>>::type;
+
 // In-place permute of one staged chunk into the MMA's slot order (see the header): thread item
 // (token n, word J) reads units 4t + J (t = 0..3), staged at core rows (2J + t/2, t%2, n), and
 // writes core rows (2J + h, c) = pairs 2h + c of the four units.
 template <int NT, int kThreads>
 __device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
   constexpr int kItems = NT * 4;
-  static_assert(kItems % kThreads == 0 || kThreads % kItems == 0, "whole items per thread");
 #pragma unroll
   for (int j = 0; j < (kItems + kThreads - 1) / kThreads; ++j) {
     const int idx = tid + j * kThreads;
-    if (kItems < kThreads && idx >= kItems) break;
+    if (kItems % kThreads != 0 && idx >= kItems) break;
     const int n = idx % NT, J = idx / NT;
     uint4 v[4];
 #pragma unroll
@@ -361,7 +406,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   tile_rows(rows, p, row0, lane);
   decode_gemm::WeightCursor<WT> wc;
   decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
-  ActCopier<NT, kThreads> copier;
+  ActCopierFor<NT, kThreads> copier;
   copier.init(p, tid);
 
   const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -372,7 +417,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const uint32_t base = smem_s + stage * L::kStageBytes;
     decode_gemm::issue_weights<1>(wc, base + lane_slot + 16 * lane,
                                   base + lane_slot + kScales + 4 * lane, p);
-    copier.issue(base, chunk, p);
+    copier.issue(base, chunk, p, tid);
   };
   // Chunks copied ahead of the one computed: kStages - 1, or kStages - 2 when the stage of the
   // previous chunk is still being read by its last MMAs (OVERLAP).
