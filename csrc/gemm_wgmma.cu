@@ -21,9 +21,29 @@ using decode_gemm::Act;
 using wgmma_gemm::Layout;
 using wgmma_gemm::Shape;
 
+// Shape::PREPERMUTED: the activations in the MMA's slot order, into a workspace from the
+// caching allocator on the launch stream (no host sync, capturable).
+at::Tensor prepermuted(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t stream) {
+  const int kp = wgmma_gemm::padded_k(p.k);
+  auto out = at::empty({int64_t{p.m}, int64_t{kp}}, like.options());
+  constexpr int kBlock = 256;
+  const int64_t items = int64_t{p.m} * (kp / decode_gemm::kChunk) * 4;
+  const auto blocks = static_cast<unsigned>((items + kBlock - 1) / kBlock);
+  wgmma_gemm::prepermute_kernel<kBlock><<<blocks, kBlock, 0, stream>>>(
+      static_cast<const uint8_t*>(p.a), static_cast<uint8_t*>(out.data_ptr()), p.m, p.k);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
 template <Act A, int NT, class S>
-void launch(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t stream) {
+void launch(const decode_gemm::Params& p_in, const at::Tensor& like, cudaStream_t stream) {
   using L = Layout<NT, S>;
+  decode_gemm::Params p = p_in;
+  at::Tensor permuted_a;
+  if constexpr (S::PREPERMUTED) {
+    permuted_a = prepermuted(p, like, stream);
+    p.a = permuted_a.data_ptr();
+  }
   auto* kernel = wgmma_gemm::wgmma_gemm_kernel<A, NT, S>;
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
@@ -64,7 +84,7 @@ template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
 // The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
 // token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
 template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
-// Variants 4-7 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-7"
+// Variants 4-10 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-10"
 // in the header: what each changes and its SASS figures). 4: the default shape with all 8 MMAs
 // of a chunk in flight (DEPTH 7: no wait_group inside a chunk, one drain at its end), the weight
 // slot read and the first two MMAs issued before the next refill's copies.
@@ -81,7 +101,13 @@ template <> struct Variant<6> { using type = Shape<2, 2, 8, true, 3>; };
 // at M = 128, instead of variant 2's 168 (1.27 waves); 3 warps per scheduler instead of 2.
 template <> struct Variant<7> { using type = Shape<3, 2, 8>; };
 using ThreeGroupsOneTile = Shape<3, 1, 8>;
-static_assert(kWgmmaGemmVariants == 8, "one Variant<> per variant");
+// 8-10: the activations pre-permuted into the MMA's slot order by a separate kernel (Shape::
+// PREPERMUTED): no CTA-wide permute pass. 8: the default shape so (the permute's cost alone);
+// 9: with variant 5's MMA queue (DEPTH 7, OVERLAP); 10: variant 6 so (M > 128 runs 9).
+template <> struct Variant<8> { using type = Shape<2, 1, 8, false, 1, true>; };
+template <> struct Variant<9> { using type = Shape<2, 1, 8, true, 7, true>; };
+template <> struct Variant<10> { using type = Shape<2, 2, 8, true, 3, true>; };
+static_assert(kWgmmaGemmVariants == 11, "one Variant<> per variant");
 
 template <Act A, int NT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -106,6 +132,12 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
       if constexpr (NT <= 64) launch<A, NT, Variant<7>::type>(p, like, stream);
       else if constexpr (NT == 128) launch<A, NT, ThreeGroupsOneTile>(p, like, stream);
       else launch<A, NT, Variant<0>::type>(p, like, stream);
+      break;
+    case 8: launch<A, NT, Variant<8>::type>(p, like, stream); break;
+    case 9: launch<A, NT, Variant<9>::type>(p, like, stream); break;
+    case 10:
+      if constexpr (NT <= 128) launch<A, NT, Variant<10>::type>(p, like, stream);
+      else launch<A, NT, Variant<9>::type>(p, like, stream);
       break;
     default: launch<A, NT, Variant<0>::type>(p, like, stream);
   }
@@ -178,6 +210,11 @@ int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_
       return token_tile(m) <= 64    ? splits_for<Variant<7>::type>(m, n, k, slots)
              : token_tile(m) == 128 ? splits_for<ThreeGroupsOneTile>(m, n, k, slots)
                                     : splits_for<Variant<0>::type>(m, n, k, slots);
+    case 8: return splits_for<Variant<8>::type>(m, n, k, slots);
+    case 9: return splits_for<Variant<9>::type>(m, n, k, slots);
+    case 10:
+      return token_tile(m) <= 128 ? splits_for<Variant<10>::type>(m, n, k, slots)
+                                  : splits_for<Variant<9>::type>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

@@ -86,6 +86,40 @@
 // of activations (every 128-row CTA reads all M x K: ~3.5x the weight bytes; WT = 2 halves it)
 // bound it instead; at M = 256 also the shared-memory traffic of the permute (~330 KB per chunk).
 //
+// Launch variants 4-7 (csrc/gemm_wgmma.cu; 0-3 unchanged). First H100 profile (gate_up 43008 x
+// 5376, M = 128, variant 2): ~6000 SM cycles per chunk against ~2048 of tensor work, one
+// instruction per 9.5 cycles per warp (2 warps per scheduler), top stall long_scoreboard 3.2
+// cycles per instruction. What the SASS of one chunk shows, in order: DEPBAR.LE SB0 (cp.async
+// wait: the only L1TEX wait of the loop besides the LDGSTS operand reads) + BAR.SYNC; ~90
+// instructions of refill issue (16 LDGSTS, their SEL/IADD address moves); LDS of the weight
+// slot and scale words; decode; then per k16 step WARPGROUP.ARRIVE, HGMMA(s), DEPBAR.LE gsb0 1,
+// so at most 2 steps are queued and each decode waits for the previous MMA; at the end the
+// permute (4 LDS.128 -> 16 PRMT -> 4 STS.128 per item), MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC.S
+// (fence.proxy.async) and WARPGROUP.DEPBAR 0: the tensor cores drain before every barrier,
+// and the next MMA waits for barrier + copy issue + LDS + decode. Which of these the
+// long-scoreboard stalls are needs the per-instruction stall samples (ncu source view).
+// Each variant tests one hypothesis; SASS (CUDA 13.0, bf16; fp16 10 to 20 fewer) "loop" =
+// instructions of one warp per chunk, registers, ring stages (token tiles 32/64/128/256):
+// * 4 = Shape<2, 1, 8, false, 7>: "the per-step wait_group 1 starves the tensor cores".
+//   All 8 steps' MMAs of a chunk are queued (8 A register sets; DEPBAR.LE gsb0 7 per step,
+//   i.e. no wait inside a chunk), the weight slot is read and the first 2 MMAs issued before
+//   the refill's copies; one drain at the chunk end remains. 112/126/161/255 registers,
+//   loop 301/304/358/467 (default: 83-100/100/142/255, 316/306/364/467), stages 8/8/5/3.
+// * 5 = Shape<2, 1, 8, true, 7>: "+ the chunk-end drain". As 4 with OVERLAP: the warps never
+//   wait for an MMA except to keep <= 7 groups queued (the copy issue then goes before the
+//   chunk's MMAs, the previous chunk's queue covers it: issued between them, ptxas serializes
+//   every MMA, warning C7513). 108/128/161/255 registers, loop 311/304/356/467, stages
+//   8/8/5/3 (3 at M > 128: runs as 4 there).
+// * 6 = Shape<2, 2, 8, true, 3>: variant 2 (the lead's M = 65..128 choice) with 3 steps queued
+//   and no drain. 152/195/255 registers, loop 503/492/543 for two tiles (variant 2: 502/493/
+//   549), stages 8/6/4; M > 128 runs 5.
+// * 7 = Shape<3, 2, 8> at M <= 64, Shape<3, 1, 8> at 65..128 (M > 128: variant 0): "waves and
+//   too few warps". 384 threads (3 warps per scheduler, <= 168 registers): gate_up's 43008
+//   rows are 112 CTAs of 384 rows (one wave) or 224 of 192, instead of 168 of 256 (1.27
+//   waves). Thread counts that are not a power of two use ActCopierAny. 126/168/158 registers,
+//   loop 516/518 (two tiles)/400, stages 5/4/4; at 128 ptxas, at its 168-register cap, reads
+//   more from shared memory (37 LDS per chunk against 19).
+//
 // Unverified without a GPU (most likely wrong first):
 // 1. The B descriptor (LBO = K-direction core-matrix step = 128 bytes, SBO = 8-token step =
 //    256 bytes, layout type 0), read from CUTLASS's canonical K-major INTERLEAVE layout
@@ -132,11 +166,17 @@ constexpr int kSmemLimit = 227 * 1024;
 // runs; 7 = all 8 steps of a chunk queued on the tensor cores, the warps never wait on an MMA
 // inside a chunk. DEPTH > 1 also reads the chunk's weight slot before issuing the next refill
 // (its shared-memory latency then hides under the copy issue instead of delaying the first MMA).
-template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false, int DEPTH_ = 1>
+// PREPERMUTED: the activations come already in the MMA's slot order (prepermute_kernel, run
+// by the launcher into a workspace before the GEMM): no CTA-wide permute pass, no stage held
+// for it (the barrier of chunk c waits for chunk c's copies, not c + 1's), a proxy fence per
+// chunk for the cp.async writes instead of the permute's.
+template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false, int DEPTH_ = 1,
+          bool PREPERMUTED_ = false>
 struct Shape {
   static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
   static constexpr bool OVERLAP = OVERLAP_;
   static constexpr int DEPTH = DEPTH_;
+  static constexpr bool PREPERMUTED = PREPERMUTED_;
   static_assert(DEPTH == 1 || DEPTH == 3 || DEPTH == 7,
                 "wgmma GEMM: DEPTH + 1 A register sets must divide the 8 steps of a chunk");
   static constexpr int kWarps = WG * 4;
@@ -176,6 +216,57 @@ __host__ __device__ constexpr uint32_t staged_unit(int u, int n) {
   return core_row<NT>(2 * (u & 3) + (u >> 3), (u >> 2) & 1, n);
 }
 
+// Pre-permuted activations (Shape::PREPERMUTED): a separate pass (prepermute_kernel) has stored
+// each token's chunk as its 16 core rows in order (step S, K half c) = unit 2S + c, K padded
+// with zeros to whole chunks, so a copied unit lands in its final core row. Linear in the bits
+// of u as staged_unit.
+template <int NT>
+__host__ __device__ constexpr uint32_t prepermuted_unit(int u, int n) {
+  return core_row<NT>(u >> 1, u & 1, n);
+}
+
+// K rounded up to whole chunks: the row length of the pre-permuted copy.
+__host__ __device__ constexpr int padded_k(int k) { return (k + kChunk - 1) / kChunk * kChunk; }
+
+// The pre-permuting pass: one thread per (token n, chunk, word J) item, as permute_staged's
+// items but from global memory to global memory: reads units 4t + J (t = 0..3; zeros past K,
+// a multiple of 32, so a unit is all in or all out) and writes units 2S + c, S = 2J + h, of
+// the chunk (pairs P = 2h + c of the four). Neighbouring J read and write neighbouring 16-byte
+// units. Grid: ceil(m * padded_k(k) / 32 / kBlockThreads) blocks of kBlockThreads threads.
+template <int kBlockThreads>
+__global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t* __restrict__ a,
+                                                                   uint8_t* __restrict__ out,
+                                                                   int m, int k) {
+  const int chunks = padded_k(k) / kChunk;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * kBlockThreads + threadIdx.x;
+  if (idx >= static_cast<int64_t>(m) * chunks * 4) return;
+  const int J = static_cast<int>(idx & 3);
+  const int64_t row_chunk = idx >> 2;  // n * chunks + chunk
+  const int n = static_cast<int>(row_chunk / chunks), chunk = static_cast<int>(row_chunk % chunks);
+  const uint8_t* in = a + (static_cast<int64_t>(n) * k + chunk * kChunk) * 2;
+  uint4 v[4];
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const int u = 4 * t + J;
+    v[t] = chunk * kChunk + 8 * u < k ? *reinterpret_cast<const uint4*>(in + 16 * u)
+                                      : make_uint4(0, 0, 0, 0);
+  }
+  uint8_t* o = out + row_chunk * (kChunk * 2);
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int P = 2 * h + c;
+      uint32_t w[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
+        w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
+      }
+      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
 // The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
 // start address, leading-dimension byte offset (between the two K halves), stride byte offset
 // (between 8-token groups), all in 16-byte units; layout type 0 (bits 62-63) = no swizzle.
@@ -192,7 +283,8 @@ __device__ __forceinline__ uint64_t b_descriptor(uint32_t smem_addr) {
 // NT <= H a thread keeps its token and walks the units (R = 1, D = 2H / NT), otherwise it
 // also walks R = NT / H tokens (D = 2). So a thread keeps R row pointers and one shared-memory
 // offset, and everything else is a compile-time offset (no per-copy pointer registers).
-template <int NT, int kThreads>
+// PRE: the source is the pre-permuted copy (rows of whole chunks, no K tail inside a unit).
+template <int NT, int kThreads, bool PRE = false>
 struct ActCopier {
   static constexpr int H = kThreads / 2;
   static_assert(H % NT == 0 || NT % H == 0, "token tile and thread count: powers of two");
@@ -206,7 +298,7 @@ struct ActCopier {
 
   __device__ __forceinline__ void init(const Params& p, int tid) {
     const int n0 = (tid >> 1) % NT, u0 = 2 * ((tid >> 1) / NT) + (tid & 1);
-    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+    const int64_t row_bytes = static_cast<int64_t>(PRE ? padded_k(p.k) : p.k) * 2;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int n = n0 + H * r;
@@ -214,7 +306,7 @@ struct ActCopier {
       src[r] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u0 * 16;
       live[r] = n < p.m;
     }
-    dst = staged_unit<NT>(u0, n0);
+    dst = PRE ? prepermuted_unit<NT>(u0, n0) : staged_unit<NT>(u0, n0);
     k0 = u0 * 8;
   }
 
@@ -224,9 +316,12 @@ struct ActCopier {
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const int r = j % R, du = D * (j / R);
-      const bool ok = live[r] && du * 8 < k_left;
+      // A pre-permuted unit holds values from the whole chunk: the zero padding stands in for
+      // the K check.
+      const bool ok = live[r] && (PRE || du * 8 < k_left);
       const uint8_t* from = src[r] + chunk * (kChunk * 2) + du * 16;
-      decode_gemm::cp_async16(stage + dst + staged_unit<NT>(du, H * r), ok ? from : src[r], ok);
+      const uint32_t at = PRE ? prepermuted_unit<NT>(du, H * r) : staged_unit<NT>(du, H * r);
+      decode_gemm::cp_async16(stage + dst + at, ok ? from : src[r], ok);
     }
   }
 };
@@ -270,9 +365,9 @@ struct ActCopierAny {
   }
 };
 
-template <int NT, int kThreads>
+template <int NT, int kThreads, bool PRE>
 using ActCopierFor =
-    typename std::conditional<(kThreads & (kThreads - 1)) == 0, ActCopier<NT, kThreads>,
+    typename std::conditional<(kThreads & (kThreads - 1)) == 0, ActCopier<NT, kThreads, PRE>,
                               ActCopierAny<NT, kThreads>>::type;
 
 // In-place permute of one staged chunk into the MMA's slot order (see the header): thread item
@@ -406,7 +501,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   tile_rows(rows, p, row0, lane);
   decode_gemm::WeightCursor<WT> wc;
   decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
-  ActCopierFor<NT, kThreads> copier;
+  static_assert(!S::PREPERMUTED || (kThreads & (kThreads - 1)) == 0,
+                "wgmma GEMM: pre-permuted activations with a power-of-two thread count");
+  ActCopierFor<NT, kThreads, S::PREPERMUTED> copier;
   copier.init(p, tid);
 
   const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -426,15 +523,18 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   // DEPTH > 1: the chunk's weight slot is read before the refill's copies are issued, and
   // without OVERLAP also the chunk's first two MMAs.
   constexpr bool kMmaFirst = S::DEPTH > 1;
+  constexpr bool kPre = S::PREPERMUTED;
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (c_begin + s < c_end) issue(c_begin + s, s);
     decode_gemm::cp_async_commit();
   }
-  decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
-  __syncthreads();
-  permute_staged<NT, kThreads>(smem, tid);
-  wgmma::fence_proxy_async_shared();
+  if constexpr (!kPre) {
+    decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
+    __syncthreads();
+    permute_staged<NT, kThreads>(smem, tid);
+    wgmma::fence_proxy_async_shared();
+  }
   int stage = 0;
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
@@ -442,7 +542,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // permuted chunk c. It also frees a stage: without OVERLAP every warpgroup waited for all
     // its MMAs before reaching it, so chunk c - 1's stage is refilled; with OVERLAP each waited
     // for all but its last DEPTH groups (all of chunk c - 1), so chunk c - 2's stage is.
-    decode_gemm::cp_async_wait<kAhead - 2>();
+    // Pre-permuted: this thread's copies of chunk c itself have landed; its proxy fence and the
+    // barrier hand everyone's to the MMAs.
+    if constexpr (kPre) {
+      decode_gemm::cp_async_wait<kAhead - 1>();
+      wgmma::fence_proxy_async_shared();
+    } else {
+      decode_gemm::cp_async_wait<kAhead - 2>();
+    }
     __syncthreads();
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
@@ -472,8 +579,10 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
     // reads that stage before the next barrier) is permuted into the MMA's slot order.
     const int next = stage + 1 == kStages ? 0 : stage + 1;
-    if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
-    wgmma::fence_proxy_async_shared();
+    if constexpr (!kPre) {
+      if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
+      wgmma::fence_proxy_async_shared();
+    }
     if constexpr (!kOverlap) wgmma::wgmma_wait<0>();
     stage = next;
   }
