@@ -35,7 +35,14 @@ at::Tensor prepermuted(const decode_gemm::Params& p, const at::Tensor& like, cud
   return out;
 }
 
-template <Act A, int NT, class S>
+// The split-K count of shape S: mid_gemm's traffic model, or wgmma_gemm::splits_by_waves.
+template <class S, bool kByWaves>
+int pick_splits(int64_t tiles, int64_t k, int m_pad, int slots) {
+  return kByWaves ? wgmma_gemm::splits_by_waves(tiles, k, slots, S::MAX_SPLITS)
+                  : mid_gemm::choose_splits(tiles, k, m_pad, slots, S::MAX_SPLITS);
+}
+
+template <Act A, int NT, class S, bool kByWaves = false>
 void launch(const decode_gemm::Params& p_in, const at::Tensor& like, cudaStream_t stream) {
   using L = Layout<NT, S>;
   decode_gemm::Params p = p_in;
@@ -50,7 +57,7 @@ void launch(const decode_gemm::Params& p_in, const at::Tensor& like, cudaStream_
   const int slots = resident_ctas("wgmma GEMM", reinterpret_cast<const void*>(kernel),
                                   S::kThreads, L::kSmemBytes, device);
   const int64_t tiles = (p.n + S::kRows - 1) / S::kRows;
-  const int splits = mid_gemm::choose_splits(tiles, p.k, NT, slots, S::MAX_SPLITS);
+  const int splits = pick_splits<S, kByWaves>(tiles, p.k, NT, slots);
   float* partials = nullptr;
   int* arrivals = nullptr;
   at::Tensor workspace, counters;
@@ -84,7 +91,7 @@ template <> struct Variant<2> { using type = Shape<2, 2, 8>; };
 // The default with the MMAs of a chunk overlapping the next chunk's barrier (Shape::OVERLAP);
 // token tiles up to 128 (at 256 the ring has 3 stages: M > 128 runs the default).
 template <> struct Variant<3> { using type = Shape<2, 1, 8, true>; };
-// Variants 4-10 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-10"
+// Variants 4-11 test where the per-chunk serialization is (wgmma_gemm.cuh, "Launch variants 4-11"
 // in the header: what each changes and its SASS figures). 4: the default shape with all 8 MMAs
 // of a chunk in flight (DEPTH 7: no wait_group inside a chunk, one drain at its end), the weight
 // slot read and the first two MMAs issued before the next refill's copies.
@@ -107,7 +114,11 @@ using ThreeGroupsOneTile = Shape<3, 1, 8>;
 template <> struct Variant<8> { using type = Shape<2, 1, 8, false, 1, true>; };
 template <> struct Variant<9> { using type = Shape<2, 1, 8, true, 7, true>; };
 template <> struct Variant<10> { using type = Shape<2, 2, 8, true, 3, true>; };
-static_assert(kWgmmaGemmVariants == 11, "one Variant<> per variant");
+// 11: variant 2's kernels (M > 128: variant 0's) with the split-K count chosen by
+// wgmma_gemm::splits_by_waves: tests the wave tail (gate_up at M = 64 and 128: 2 splits, 336
+// CTAs in 3 waves of 21 chunks instead of 168 in 2 of 42; the other layers split as before).
+template <> struct Variant<11> { using type = Shape<2, 2, 8>; };
+static_assert(kWgmmaGemmVariants == 12, "one Variant<> per variant");
 
 template <Act A, int NT>
 void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor& like,
@@ -139,6 +150,10 @@ void launch_variant(const decode_gemm::Params& p, int variant, const at::Tensor&
       if constexpr (NT <= 128) launch<A, NT, Variant<10>::type>(p, like, stream);
       else launch<A, NT, Variant<9>::type>(p, like, stream);
       break;
+    case 11:
+      if constexpr (NT <= 128) launch<A, NT, Variant<11>::type, true>(p, like, stream);
+      else launch<A, NT, Variant<0>::type, true>(p, like, stream);
+      break;
     default: launch<A, NT, Variant<0>::type>(p, like, stream);
   }
 }
@@ -158,10 +173,10 @@ void launch_for_m(const decode_gemm::Params& p, int variant, const at::Tensor& l
   }
 }
 
-template <class S>
+template <class S, bool kByWaves = false>
 int64_t splits_for(int64_t m, int64_t n, int64_t k, int64_t slots) {
-  return mid_gemm::choose_splits((n + S::kRows - 1) / S::kRows, k, token_tile(m),
-                                 static_cast<int>(slots), S::MAX_SPLITS);
+  return pick_splits<S, kByWaves>((n + S::kRows - 1) / S::kRows, k, token_tile(m),
+                                  static_cast<int>(slots));
 }
 
 }  // namespace
@@ -215,6 +230,9 @@ int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_
     case 10:
       return token_tile(m) <= 128 ? splits_for<Variant<10>::type>(m, n, k, slots)
                                   : splits_for<Variant<9>::type>(m, n, k, slots);
+    case 11:
+      return token_tile(m) <= 128 ? splits_for<Variant<11>::type, true>(m, n, k, slots)
+                                  : splits_for<Variant<0>::type, true>(m, n, k, slots);
     default: return splits_for<Variant<0>::type>(m, n, k, slots);
   }
 }

@@ -86,7 +86,7 @@
 // of activations (every 128-row CTA reads all M x K: ~3.5x the weight bytes; WT = 2 halves it)
 // bound it instead; at M = 256 also the shared-memory traffic of the permute (~330 KB per chunk).
 //
-// Launch variants 4-7 (csrc/gemm_wgmma.cu; 0-3 unchanged). First H100 profile (gate_up 43008 x
+// Launch variants 4-10 (csrc/gemm_wgmma.cu; 0-3 unchanged). First H100 profile (gate_up 43008 x
 // 5376, M = 128, variant 2): ~6000 SM cycles per chunk against ~2048 of tensor work, one
 // instruction per 9.5 cycles per warp (2 warps per scheduler), top stall long_scoreboard 3.2
 // cycles per instruction. What the SASS of one chunk shows, in order: DEPBAR.LE SB0 (cp.async
@@ -104,7 +104,7 @@
 //   All 8 steps' MMAs of a chunk are queued (8 A register sets; DEPBAR.LE gsb0 7 per step,
 //   i.e. no wait inside a chunk), the weight slot is read and the first 2 MMAs issued before
 //   the refill's copies; one drain at the chunk end remains. 112/126/161/255 registers,
-//   loop 301/304/358/467 (default: 83-100/100/142/255, 316/306/364/467), stages 8/8/5/3.
+//   loop 301/304/358/467 (variant 0: the table above), stages 8/8/5/3.
 // * 5 = Shape<2, 1, 8, true, 7>: "+ the chunk-end drain". As 4 with OVERLAP: the warps never
 //   wait for an MMA except to keep <= 7 groups queued (the copy issue then goes before the
 //   chunk's MMAs, the previous chunk's queue covers it: issued between them, ptxas serializes
@@ -119,6 +119,19 @@
 //   waves). Thread counts that are not a power of two use ActCopierAny. 126/168/158 registers,
 //   loop 516/518 (two tiles)/400, stages 5/4/4; at 128 ptxas, at its 168-register cap, reads
 //   more from shared memory (37 LDS per chunk against 19).
+// * 8 = Shape<2, 1, 8, false, 1, true>: "the CTA-wide permute is the cost" (its instructions,
+//   its extra shared-memory traffic of 2 x the chunk's activation bytes, 128 KB at M = 256,
+//   and the stage it holds back). The activations are pre-permuted once per
+//   call by prepermute_kernel (a second launch; M x K x 2 bytes read and written) into a
+//   workspace, the GEMM copies them straight into their core rows; its barrier waits for the
+//   chunk it computes (one more chunk of copies in flight: at M > 128, whose ring has 3
+//   stages, cp.async wait depth 1 instead of 0). 70/88/144/255 registers, loop 268/277/295/363
+//   (variant 0: 316/306/364/467), PRMT 4 (the scale broadcasts), no STS; stages as the default.
+// * 9 = Shape<2, 1, 8, true, 7, true>: 8 with variant 5's MMA queue. 100/124/164/255
+//   registers, loop 262/274/294/357.
+// * 10 = Shape<2, 2, 8, true, 3, true>: 8 with variant 6's shape; M > 128 runs 9. 148/187/255
+//   registers, loop 454/460/485 for two tiles (variant 2: 502/493/549).
+// The extra launch of 8-10 costs a few microseconds, which shows at the small layers (o, M = 64).
 //
 // Unverified without a GPU (most likely wrong first):
 // 1. The B descriptor (LBO = K-direction core-matrix step = 128 bytes, SBO = 8-token step =
@@ -131,7 +144,9 @@
 //    B) was checked against an offline model for every token tile at 128 and 256 threads.
 // 4. The proxy fence: generic st.shared of the permute -> fence.proxy.async -> bar.sync ->
 //    wgmma reads; cp.async writes of the next refill after wgmma wait_group 0 + bar.sync.
-// 5. Performance: only modelled (above); nothing here has been timed.
+// 5. Performance: only modelled (above).
+// Since then variants 0-3 passed tests/backends/cuda/test_wgmma_gemm.py on an H100 (1-4 hold);
+// variants 4-10 have not run on a GPU yet.
 // W4A4 (packed activations) is not supported yet (the launcher rejects it).
 #pragma once
 
@@ -200,6 +215,29 @@ struct Layout {
   static constexpr int kSmemBytes = kStages * kStageBytes;
   static constexpr int kCtaElems = S::kThreads * S::WT * NT / 2;  // fp32 partials of one CTA
 };
+
+// Split-K count by modelled time rather than traffic (launch variant 11): waves(s) x (chunks
+// per split + kFill), kFill standing for a CTA's fixed costs (ring prologue, the drain, the
+// ordered reduction of the partials), s kept at >= mid_gemm::kMinChunksPerSplit chunks per
+// split; a larger s must model 10 % faster (its partial sums cost L2 traffic the model leaves
+// out: at M = 256 a 128-row CTA writes 128 KB of them). mid_gemm::choose_splits instead charges the partial
+// sums' traffic against the weight bytes, which keeps gate_up (168 CTAs of 256 rows on 132
+// SMs, 1.27 waves) unsplit at M = 64 and 128 although the kernel is latency-bound there.
+__host__ inline int splits_by_waves(int64_t tiles, int64_t k, int slots, int max_splits) {
+  constexpr int kFill = 2;
+  const int64_t chunks = (k + kChunk - 1) / kChunk;
+  int64_t limit = chunks / mid_gemm::kMinChunksPerSplit;
+  limit = limit < 1 ? 1 : (limit < max_splits ? limit : max_splits);
+  if (slots < 1 || tiles < 1) return 1;
+  int best = 1;
+  double best_cost = 1e300;
+  for (int s = 1; s <= limit; ++s) {
+    const int64_t waves = (tiles * s + slots - 1) / slots;
+    const double cost = static_cast<double>(waves) * static_cast<double>((chunks + s - 1) / s + kFill);
+    if (cost < best_cost * 0.9) best = s, best_cost = cost;
+  }
+  return best;
+}
 
 // Byte offset, inside a stage's activation block, of core row (step s, K half c, token n).
 template <int NT>
