@@ -115,8 +115,9 @@ template <> struct Variant<8> { using type = Shape<2, 1, 8, false, 1, true>; };
 template <> struct Variant<9> { using type = Shape<2, 1, 8, true, 7, true>; };
 template <> struct Variant<10> { using type = Shape<2, 2, 8, true, 3, true>; };
 // 11: variant 2's kernels (M > 128: variant 0's) with the split-K count chosen by
-// wgmma_gemm::splits_by_waves: tests the wave tail (gate_up at M = 64 and 128: 2 splits, 336
-// CTAs in 3 waves of 21 chunks instead of 168 in 2 of 42; the other layers split as before).
+// wgmma_gemm::splits_by_waves: tests the wave tail (gate_up at M = 128: 2 splits, 336 CTAs in
+// 3 waves of 21 chunks instead of 168 in 2 of 42; at M = 64 2 splits instead of 3; the other
+// layers split as variant 2 on 132 SMs).
 template <> struct Variant<11> { using type = Shape<2, 2, 8>; };
 static_assert(kWgmmaGemmVariants == 12, "one Variant<> per variant");
 

@@ -222,7 +222,7 @@ struct Layout {
 // split; a larger s must model 10 % faster (its partial sums cost L2 traffic the model leaves
 // out: at M = 256 a 128-row CTA writes 128 KB of them). mid_gemm::choose_splits instead charges the partial
 // sums' traffic against the weight bytes, which keeps gate_up (168 CTAs of 256 rows on 132
-// SMs, 1.27 waves) unsplit at M = 64 and 128 although the kernel is latency-bound there.
+// SMs, 1.27 waves) unsplit at M = 128 although the kernel is latency-bound there.
 __host__ inline int splits_by_waves(int64_t tiles, int64_t k, int slots, int max_splits) {
   constexpr int kFill = 2;
   const int64_t chunks = (k + kChunk - 1) / kChunk;

@@ -168,6 +168,18 @@ def test_deterministic_with_split_k(variant):
         assert torch.equal(_call(a, w, _alpha(w), None, torch.bfloat16, variant), first)
 
 
+def test_split_by_waves_variant_splits_gate_up():
+    """Variant 11 (variant 2's kernels, split count by modelled waves): on 132 SMs gate_up's
+    168 row tiles of 256 are split in 2 at M = 128, which variant 2 leaves whole (and splits in
+    3 at M = 64); at M = 256 (variant 0's 336 tiles of 128) it does not split."""
+    n, k = 43008, 5376
+    assert _ext().gemm_wgmma_splits(128, n, k, 132, 2) == 1
+    assert _ext().gemm_wgmma_splits(64, n, k, 132, 2) == 3
+    for m in (64, 128):
+        assert _ext().gemm_wgmma_splits(m, n, k, 132, 11) == 2
+    assert _ext().gemm_wgmma_splits(256, n, k, 132, 11) == 1
+
+
 def test_packed_activations_are_rejected():
     gen = torch.Generator().manual_seed(3)
     w = _weight(128, 256, "swizzled", gen)
