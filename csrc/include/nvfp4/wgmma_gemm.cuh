@@ -104,15 +104,15 @@
 //   All 8 steps' MMAs of a chunk are queued (8 A register sets; DEPBAR.LE gsb0 7 per step,
 //   i.e. no wait inside a chunk), the weight slot is read and the first 2 MMAs issued before
 //   the refill's copies; one drain at the chunk end remains. 112/126/161/255 registers,
-//   loop 301/304/358/467 (variant 0: the table above), stages 8/8/5/3.
+//   loop 301/304/358/467 (variant 0 in the same build: 316/308/356/469), stages 8/8/5/3.
 // * 5 = Shape<2, 1, 8, true, 7>: "+ the chunk-end drain". As 4 with OVERLAP: the warps never
 //   wait for an MMA except to keep <= 7 groups queued (the copy issue then goes before the
 //   chunk's MMAs, the previous chunk's queue covers it: issued between them, ptxas serializes
 //   every MMA, warning C7513). 108/128/161/255 registers, loop 311/304/356/467, stages
 //   8/8/5/3 (3 at M > 128: runs as 4 there).
 // * 6 = Shape<2, 2, 8, true, 3>: variant 2 (the lead's M = 65..128 choice) with 3 steps queued
-//   and no drain. 152/195/255 registers, loop 503/492/543 for two tiles (variant 2: 502/493/
-//   549), stages 8/6/4; M > 128 runs 5.
+//   and no drain. 152/195/255 registers, loop 503/492/543 for two tiles (variant 2: 501/494/
+//   551), stages 8/6/4; M > 128 runs 5.
 // * 7 = Shape<3, 2, 8> at M <= 64, Shape<3, 1, 8> at 65..128 (M > 128: variant 0): "waves and
 //   too few warps". 384 threads (3 warps per scheduler, <= 168 registers): gate_up's 43008
 //   rows are 112 CTAs of 384 rows (one wave) or 224 of 192, instead of 168 of 256 (1.27
@@ -126,11 +126,11 @@
 //   workspace, the GEMM copies them straight into their core rows; its barrier waits for the
 //   chunk it computes (one more chunk of copies in flight: at M > 128, whose ring has 3
 //   stages, cp.async wait depth 1 instead of 0). 70/88/144/255 registers, loop 268/277/295/363
-//   (variant 0: 316/306/364/467), PRMT 4 (the scale broadcasts), no STS; stages as the default.
+//   (variant 0: 316/308/356/469), PRMT 4 (the scale broadcasts), no STS; stages as the default.
 // * 9 = Shape<2, 1, 8, true, 7, true>: 8 with variant 5's MMA queue. 100/124/164/255
 //   registers, loop 262/274/294/357.
 // * 10 = Shape<2, 2, 8, true, 3, true>: 8 with variant 6's shape; M > 128 runs 9. 148/187/255
-//   registers, loop 454/460/485 for two tiles (variant 2: 502/493/549).
+//   registers, loop 454/460/485 for two tiles (variant 2: 501/494/551).
 // The extra launch of 8-10 costs a few microseconds, which shows at the small layers (o, M = 64).
 //
 // Unverified without a GPU (most likely wrong first):
