@@ -96,8 +96,9 @@
 // so at most 2 steps are queued and each decode waits for the previous MMA; at the end the
 // permute (4 LDS.128 -> 16 PRMT -> 4 STS.128 per item), MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC.S
 // (fence.proxy.async) and WARPGROUP.DEPBAR 0: the tensor cores drain before every barrier,
-// and the next MMA waits for barrier + copy issue + LDS + decode. Which of these the
-// long-scoreboard stalls are needs the per-instruction stall samples (ncu source view).
+// and the next MMA waits for barrier + copy issue + LDS + decode. Which instructions the
+// long-scoreboard stalls sit on needs per-instruction stall samples (Nsight Compute's source
+// page); the variants below each remove one of the candidates.
 // Each variant tests one hypothesis; SASS (CUDA 13.0, bf16; fp16 10 to 20 fewer) "loop" =
 // instructions of one warp per chunk, registers, ring stages (token tiles 32/64/128/256):
 // * 4 = Shape<2, 1, 8, false, 7>: "the per-step wait_group 1 starves the tensor cores".
