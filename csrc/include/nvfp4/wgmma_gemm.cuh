@@ -221,9 +221,10 @@ struct Layout {
 // per split + kFill), kFill standing for a CTA's fixed costs (ring prologue, the drain, the
 // ordered reduction of the partials), s kept at >= mid_gemm::kMinChunksPerSplit chunks per
 // split; a larger s must model 10 % faster (its partial sums cost L2 traffic the model leaves
-// out: at M = 256 a 128-row CTA writes 128 KB of them). mid_gemm::choose_splits instead charges the partial
-// sums' traffic against the weight bytes, which keeps gate_up (168 CTAs of 256 rows on 132
-// SMs, 1.27 waves) unsplit at M = 128 although the kernel is latency-bound there.
+// out: at M = 256 a 128-row CTA writes 128 KB of them). mid_gemm::choose_splits instead
+// charges the partial sums' traffic against the weight bytes, which keeps gate_up (168 CTAs
+// of 256 rows on 132 SMs, 1.27 waves) unsplit at M = 128 although the kernel is latency-bound
+// there.
 __host__ inline int splits_by_waves(int64_t tiles, int64_t k, int slots, int max_splits) {
   constexpr int kFill = 2;
   const int64_t chunks = (k + kChunk - 1) / kChunk;
@@ -234,7 +235,8 @@ __host__ inline int splits_by_waves(int64_t tiles, int64_t k, int slots, int max
   double best_cost = 1e300;
   for (int s = 1; s <= limit; ++s) {
     const int64_t waves = (tiles * s + slots - 1) / slots;
-    const double cost = static_cast<double>(waves) * static_cast<double>((chunks + s - 1) / s + kFill);
+    const int64_t per_split = (chunks + s - 1) / s;
+    const double cost = static_cast<double>(waves) * static_cast<double>(per_split + kFill);
     if (cost < best_cost * 0.9) best = s, best_cost = cost;
   }
   return best;
@@ -302,7 +304,8 @@ __global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t
         const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
         w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
       }
-      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) = make_uint4(w[0], w[1], w[2], w[3]);
+      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) =
+          make_uint4(w[0], w[1], w[2], w[3]);
     }
 }
 
