@@ -65,7 +65,7 @@ at::Tensor gemm_wgmma(const at::Tensor& a, const std::optional<at::Tensor>& a_sc
                       const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
                       const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                       at::ScalarType out_dtype, int64_t variant = 0);
-constexpr int kWgmmaGemmVariants = 4;
+constexpr int kWgmmaGemmVariants = 12;
 // The split-K count gemm_wgmma picks (host only), as gemm_mid_splits.
 int64_t gemm_wgmma_splits(int64_t m, int64_t n, int64_t k, int64_t slots, int64_t variant = 0);
 

@@ -215,23 +215,38 @@ def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
 
 
 def test_sm90_wgmma_gemm_is_hgmma_cp_async_and_spill_free():
-    """csrc/include/nvfp4/wgmma_gemm.cuh: every instantiation (2 activation dtypes x (4 token
-    tiles x 2 one-tile shapes + 3 token tiles of the two-tile shape and of the overlapping
-    shape)) issues eight warpgroup
-    MMAs per 64-row tile and 128-wide K chunk, m64 x (token tile) x k16 with fp32 accumulation
-    and the A operand from registers (a register, not a descriptor, after the accumulator),
-    streams 16-byte cp.async copies into its ring, and keeps everything in registers. Hopper
-    only: no other target has it."""
+    """csrc/include/nvfp4/wgmma_gemm.cuh: every instantiation (2 activation dtypes x 39 (token
+    tile, launch shape) pairs: the 4 token tiles of the one-tile shapes of variants 0, 1, 4, 5,
+    8 and 9, the 3 up to 128 of variants 2, 3, 6 and 10, and variant 7's three-warpgroup shapes
+    at 32, 64 (two tiles) and 128 (one tile); variant 11 runs variant 2's and 0's kernels)
+    issues eight warpgroup MMAs per 64-row tile and
+    128-wide K chunk, m64 x (token tile) x k16 with fp32 accumulation and the A operand from
+    registers (a register, not a descriptor, after the accumulator), streams 16-byte cp.async
+    copies into its ring, and keeps everything in registers. After each k16 step it leaves the
+    shape's DEPTH groups in flight (one wait_group DEPTH per step; only full drains otherwise):
+    ptxas, when it cannot prove the in-flight A registers untouched, serializes the MMAs with a
+    wait 0 after each (warning C7513), which this catches. Hopper only: no other target has
+    it."""
     kernels = _functions("sm_90a", "wgmma_gemm_kernel")
-    assert C.WGMMA_GEMM_VARIANTS == 4
-    assert len(kernels) == 2 * (4 * 2 + 3 + 3), sorted(kernels)
+    assert C.WGMMA_GEMM_VARIANTS == 12
+    assert len(kernels) == 2 * (6 * 4 + 4 * 3 + 3), sorted(kernels)
     for name, sass in kernels.items():
-        shape = re.search(r"Li(\d+)ENS0_5ShapeILi2ELi(\d)ELi\d+E", name)
+        shape = re.search(r"Li(\d+)ENS0_5ShapeILi[23]ELi(\d)ELi\d+ELb[01]ELi(\d)E", name)
         assert shape, name
-        tile, tiles = shape.group(1), int(shape.group(2))
+        tile, tiles, depth = shape.group(1), int(shape.group(2)), shape.group(3)
         mma = re.findall(rf"\bHGMMA\.64x{tile}x16\.F32(?:\.BF16)? R\d+, R\d+, gdesc", sass)
         assert len(mma) == 8 * tiles, f"{name}: {len(mma)} register-A HGMMA, expected {8 * tiles}"
+        waits = re.findall(r"\bWARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)", sass)
+        assert waits.count(depth) == 8, f"{name}: MMA waits {waits}, expected 8 x {depth}"
+        drains = [w for w in waits if w != depth]
+        assert set(drains) <= {"0"} and len(drains) <= 2, f"{name}: MMA waits {waits}"
         assert "LDGSTS.E.BYPASS.128" in sass, f"{name}: no 16-byte cp.async"
+        assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+    # The pass that pre-permutes the activations (variants 8-10): 16-byte loads and stores.
+    prepermute = _functions("sm_90a", "prepermute_kernel")
+    assert len(prepermute) == 1, sorted(prepermute)
+    for name, sass in prepermute.items():
+        assert "LDG.E.128" in sass and "STG.E.128" in sass, f"{name}: not 16-byte accesses"
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
     for arch in C.COMPILED_ARCHS:
         if arch != "sm_90a":

@@ -86,6 +86,54 @@
 // of activations (every 128-row CTA reads all M x K: ~3.5x the weight bytes; WT = 2 halves it)
 // bound it instead; at M = 256 also the shared-memory traffic of the permute (~330 KB per chunk).
 //
+// Launch variants 4-10 (csrc/gemm_wgmma.cu; 0-3 unchanged). First H100 profile (gate_up 43008 x
+// 5376, M = 128, variant 2): ~6000 SM cycles per chunk against ~2048 of tensor work, one
+// instruction per 9.5 cycles per warp (2 warps per scheduler), top stall long_scoreboard 3.2
+// cycles per instruction. What the SASS of one chunk shows, in order: DEPBAR.LE SB0 (cp.async
+// wait: the only L1TEX wait of the loop besides the LDGSTS operand reads) + BAR.SYNC; ~90
+// instructions of refill issue (16 LDGSTS, their SEL/IADD address moves); LDS of the weight
+// slot and scale words; decode; then per k16 step WARPGROUP.ARRIVE, HGMMA(s), DEPBAR.LE gsb0 1,
+// so at most 2 steps are queued and each decode waits for the previous MMA; at the end the
+// permute (4 LDS.128 -> 16 PRMT -> 4 STS.128 per item), MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC.S
+// (fence.proxy.async) and WARPGROUP.DEPBAR 0: the tensor cores drain before every barrier,
+// and the next MMA waits for barrier + copy issue + LDS + decode. Which instructions the
+// long-scoreboard stalls sit on needs per-instruction stall samples (Nsight Compute's source
+// page); the variants below each remove one of the candidates.
+// Each variant tests one hypothesis; SASS (CUDA 13.0, bf16; fp16 10 to 20 fewer) "loop" =
+// instructions of one warp per chunk, registers, ring stages (token tiles 32/64/128/256):
+// * 4 = Shape<2, 1, 8, false, 7>: "the per-step wait_group 1 starves the tensor cores".
+//   All 8 steps' MMAs of a chunk are queued (8 A register sets; DEPBAR.LE gsb0 7 per step,
+//   i.e. no wait inside a chunk), the weight slot is read and the first 2 MMAs issued before
+//   the refill's copies; one drain at the chunk end remains. 112/126/161/255 registers,
+//   loop 301/304/358/467 (variant 0 in the same build: 316/308/356/469), stages 8/8/5/3.
+// * 5 = Shape<2, 1, 8, true, 7>: "+ the chunk-end drain". As 4 with OVERLAP: the warps never
+//   wait for an MMA except to keep <= 7 groups queued (the copy issue then goes before the
+//   chunk's MMAs, the previous chunk's queue covers it: issued between them, ptxas serializes
+//   every MMA, warning C7513). 108/128/161/255 registers, loop 311/304/356/467, stages
+//   8/8/5/3 (3 at M > 128: runs as 4 there).
+// * 6 = Shape<2, 2, 8, true, 3>: variant 2 (the lead's M = 65..128 choice) with 3 steps queued
+//   and no drain. 152/195/255 registers, loop 503/492/543 for two tiles (variant 2: 501/494/
+//   551), stages 8/6/4; M > 128 runs 5.
+// * 7 = Shape<3, 2, 8> at M <= 64, Shape<3, 1, 8> at 65..128 (M > 128: variant 0): "waves and
+//   too few warps". 384 threads (3 warps per scheduler, <= 168 registers): gate_up's 43008
+//   rows are 112 CTAs of 384 rows (one wave) or 224 of 192, instead of 168 of 256 (1.27
+//   waves). Thread counts that are not a power of two use ActCopierAny. 126/168/158 registers,
+//   loop 516/518 (two tiles)/400, stages 5/4/4; at 128 ptxas, at its 168-register cap, reads
+//   more from shared memory (37 LDS per chunk against 19).
+// * 8 = Shape<2, 1, 8, false, 1, true>: "the CTA-wide permute is the cost" (its instructions,
+//   its extra shared-memory traffic of 2 x the chunk's activation bytes, 128 KB at M = 256,
+//   and the stage it holds back). The activations are pre-permuted once per
+//   call by prepermute_kernel (a second launch; M x K x 2 bytes read and written) into a
+//   workspace, the GEMM copies them straight into their core rows; its barrier waits for the
+//   chunk it computes (one more chunk of copies in flight: at M > 128, whose ring has 3
+//   stages, cp.async wait depth 1 instead of 0). 70/88/144/255 registers, loop 268/277/295/363
+//   (variant 0: 316/308/356/469), PRMT 4 (the scale broadcasts), no STS; stages as the default.
+// * 9 = Shape<2, 1, 8, true, 7, true>: 8 with variant 5's MMA queue. 100/124/164/255
+//   registers, loop 262/274/294/357.
+// * 10 = Shape<2, 2, 8, true, 3, true>: 8 with variant 6's shape; M > 128 runs 9. 148/187/255
+//   registers, loop 454/460/485 for two tiles (variant 2: 501/494/551).
+// The extra launch of 8-10 costs a few microseconds, which shows at the small layers (o, M = 64).
+//
 // Unverified without a GPU (most likely wrong first):
 // 1. The B descriptor (LBO = K-direction core-matrix step = 128 bytes, SBO = 8-token step =
 //    256 bytes, layout type 0), read from CUTLASS's canonical K-major INTERLEAVE layout
@@ -97,11 +145,14 @@
 //    B) was checked against an offline model for every token tile at 128 and 256 threads.
 // 4. The proxy fence: generic st.shared of the permute -> fence.proxy.async -> bar.sync ->
 //    wgmma reads; cp.async writes of the next refill after wgmma wait_group 0 + bar.sync.
-// 5. Performance: only modelled (above); nothing here has been timed.
+// 5. Performance: only modelled (above).
+// Since then variants 0-3 passed tests/backends/cuda/test_wgmma_gemm.py on an H100 (1-4 hold);
+// variants 4-10 have not run on a GPU yet.
 // W4A4 (packed activations) is not supported yet (the launcher rejects it).
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "nvfp4/decode_gemm.cuh"
 #include "nvfp4/mid_gemm.cuh"
@@ -125,10 +176,25 @@ constexpr int kSmemLimit = 227 * 1024;
 // stage refilled is the one of two chunks back, whose MMAs are known complete), instead of
 // every warpgroup draining its MMAs before each barrier; costs a stage of copies in flight and
 // needs 4 stages (token tiles whose ring has 3 run without it).
-template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false>
+// DEPTH: MMA groups (one per k16 step) a warpgroup leaves in flight after issuing the next one,
+// i.e. its wait_group argument after each step; DEPTH + 1 register sets hold the decoded A
+// fragments (an in-flight wgmma still reads its registers). 1 = decode step S + 1 while MMA S
+// runs; 7 = all 8 steps of a chunk queued on the tensor cores, the warps never wait on an MMA
+// inside a chunk. DEPTH > 1 also reads the chunk's weight slot before issuing the next refill
+// (its shared-memory latency then hides under the copy issue instead of delaying the first MMA).
+// PREPERMUTED: the activations come already in the MMA's slot order (prepermute_kernel, run
+// by the launcher into a workspace before the GEMM): no CTA-wide permute pass, no stage held
+// for it (the barrier of chunk c waits for chunk c's copies, not c + 1's), a proxy fence per
+// chunk for the cp.async writes instead of the permute's.
+template <int WG_, int WT_, int MAX_SPLITS_, bool OVERLAP_ = false, int DEPTH_ = 1,
+          bool PREPERMUTED_ = false>
 struct Shape {
   static constexpr int WG = WG_, WT = WT_, MAX_SPLITS = MAX_SPLITS_;
   static constexpr bool OVERLAP = OVERLAP_;
+  static constexpr int DEPTH = DEPTH_;
+  static constexpr bool PREPERMUTED = PREPERMUTED_;
+  static_assert(DEPTH == 1 || DEPTH == 3 || DEPTH == 7,
+                "wgmma GEMM: DEPTH + 1 A register sets must divide the 8 steps of a chunk");
   static constexpr int kWarps = WG * 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRows = WG * WT * 64;
@@ -151,6 +217,31 @@ struct Layout {
   static constexpr int kCtaElems = S::kThreads * S::WT * NT / 2;  // fp32 partials of one CTA
 };
 
+// Split-K count by modelled time rather than traffic (launch variant 11): waves(s) x (chunks
+// per split + kFill), kFill standing for a CTA's fixed costs (ring prologue, the drain, the
+// ordered reduction of the partials), s kept at >= mid_gemm::kMinChunksPerSplit chunks per
+// split; a larger s must model 10 % faster (its partial sums cost L2 traffic the model leaves
+// out: at M = 256 a 128-row CTA writes 128 KB of them). mid_gemm::choose_splits instead
+// charges the partial sums' traffic against the weight bytes, which keeps gate_up (168 CTAs
+// of 256 rows on 132 SMs, 1.27 waves) unsplit at M = 128 although the kernel is latency-bound
+// there.
+__host__ inline int splits_by_waves(int64_t tiles, int64_t k, int slots, int max_splits) {
+  constexpr int kFill = 2;
+  const int64_t chunks = (k + kChunk - 1) / kChunk;
+  int64_t limit = chunks / mid_gemm::kMinChunksPerSplit;
+  limit = limit < 1 ? 1 : (limit < max_splits ? limit : max_splits);
+  if (slots < 1 || tiles < 1) return 1;
+  int best = 1;
+  double best_cost = 1e300;
+  for (int s = 1; s <= limit; ++s) {
+    const int64_t waves = (tiles * s + slots - 1) / slots;
+    const int64_t per_split = (chunks + s - 1) / s;
+    const double cost = static_cast<double>(waves) * static_cast<double>(per_split + kFill);
+    if (cost < best_cost * 0.9) best = s, best_cost = cost;
+  }
+  return best;
+}
+
 // Byte offset, inside a stage's activation block, of core row (step s, K half c, token n).
 template <int NT>
 __host__ __device__ constexpr uint32_t core_row(int s, int c, int n) {
@@ -164,6 +255,58 @@ __host__ __device__ constexpr uint32_t core_row(int s, int c, int n) {
 template <int NT>
 __host__ __device__ constexpr uint32_t staged_unit(int u, int n) {
   return core_row<NT>(2 * (u & 3) + (u >> 3), (u >> 2) & 1, n);
+}
+
+// Pre-permuted activations (Shape::PREPERMUTED): a separate pass (prepermute_kernel) has stored
+// each token's chunk as its 16 core rows in order (step S, K half c) = unit 2S + c, K padded
+// with zeros to whole chunks, so a copied unit lands in its final core row. Linear in the bits
+// of u as staged_unit.
+template <int NT>
+__host__ __device__ constexpr uint32_t prepermuted_unit(int u, int n) {
+  return core_row<NT>(u >> 1, u & 1, n);
+}
+
+// K rounded up to whole chunks: the row length of the pre-permuted copy.
+__host__ __device__ constexpr int padded_k(int k) { return (k + kChunk - 1) / kChunk * kChunk; }
+
+// The pre-permuting pass: one thread per (token n, chunk, word J) item, as permute_staged's
+// items but from global memory to global memory: reads units 4t + J (t = 0..3; zeros past K,
+// a multiple of 32, so a unit is all in or all out) and writes units 2S + c, S = 2J + h, of
+// the chunk (pairs P = 2h + c of the four). Neighbouring J read and write neighbouring 16-byte
+// units. Grid: ceil(m * padded_k(k) / 32 / kBlockThreads) blocks of kBlockThreads threads.
+template <int kBlockThreads>
+__global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t* __restrict__ a,
+                                                                   uint8_t* __restrict__ out,
+                                                                   int m, int k) {
+  const int chunks = padded_k(k) / kChunk;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * kBlockThreads + threadIdx.x;
+  if (idx >= static_cast<int64_t>(m) * chunks * 4) return;
+  const int J = static_cast<int>(idx & 3);
+  const int64_t row_chunk = idx >> 2;  // n * chunks + chunk
+  const int n = static_cast<int>(row_chunk / chunks), chunk = static_cast<int>(row_chunk % chunks);
+  const uint8_t* in = a + (static_cast<int64_t>(n) * k + chunk * kChunk) * 2;
+  uint4 v[4];
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const int u = 4 * t + J;
+    v[t] = chunk * kChunk + 8 * u < k ? *reinterpret_cast<const uint4*>(in + 16 * u)
+                                      : make_uint4(0, 0, 0, 0);
+  }
+  uint8_t* o = out + row_chunk * (kChunk * 2);
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int P = 2 * h + c;
+      uint32_t w[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
+        w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
+      }
+      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) =
+          make_uint4(w[0], w[1], w[2], w[3]);
+    }
 }
 
 // The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
@@ -182,7 +325,8 @@ __device__ __forceinline__ uint64_t b_descriptor(uint32_t smem_addr) {
 // NT <= H a thread keeps its token and walks the units (R = 1, D = 2H / NT), otherwise it
 // also walks R = NT / H tokens (D = 2). So a thread keeps R row pointers and one shared-memory
 // offset, and everything else is a compile-time offset (no per-copy pointer registers).
-template <int NT, int kThreads>
+// PRE: the source is the pre-permuted copy (rows of whole chunks, no K tail inside a unit).
+template <int NT, int kThreads, bool PRE = false>
 struct ActCopier {
   static constexpr int H = kThreads / 2;
   static_assert(H % NT == 0 || NT % H == 0, "token tile and thread count: powers of two");
@@ -196,7 +340,7 @@ struct ActCopier {
 
   __device__ __forceinline__ void init(const Params& p, int tid) {
     const int n0 = (tid >> 1) % NT, u0 = 2 * ((tid >> 1) / NT) + (tid & 1);
-    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+    const int64_t row_bytes = static_cast<int64_t>(PRE ? padded_k(p.k) : p.k) * 2;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int n = n0 + H * r;
@@ -204,21 +348,69 @@ struct ActCopier {
       src[r] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + u0 * 16;
       live[r] = n < p.m;
     }
-    dst = staged_unit<NT>(u0, n0);
+    dst = PRE ? prepermuted_unit<NT>(u0, n0) : staged_unit<NT>(u0, n0);
     k0 = u0 * 8;
   }
 
-  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p) const {
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p,
+                                        int /*tid*/) const {
     const int k_left = p.k - chunk * kChunk - k0;  // values of unit u0 onwards in this chunk
 #pragma unroll
     for (int j = 0; j < kPer; ++j) {
       const int r = j % R, du = D * (j / R);
-      const bool ok = live[r] && du * 8 < k_left;
+      // A pre-permuted unit holds values from the whole chunk: the zero padding stands in for
+      // the K check.
+      const bool ok = live[r] && (PRE || du * 8 < k_left);
       const uint8_t* from = src[r] + chunk * (kChunk * 2) + du * 16;
-      decode_gemm::cp_async16(stage + dst + staged_unit<NT>(du, H * r), ok ? from : src[r], ok);
+      const uint32_t at = PRE ? prepermuted_unit<NT>(du, H * r) : staged_unit<NT>(du, H * r);
+      decode_gemm::cp_async16(stage + dst + at, ok ? from : src[r], ok);
     }
   }
 };
+
+// The same copies for thread counts that are not a power of two (3 warpgroups): copy j of a
+// thread is the pair-interleaved index tid + j * kThreads, (token, unit) = ((i / 2) % NT,
+// 2 ((i / 2) / NT) + i % 2), as ActCopier's first copy; tokens and units no longer advance by
+// constants, so each of the ceil(NT * 16 / kThreads) copies keeps its own row pointer and stage
+// offset (registers, not instructions per chunk).
+template <int NT, int kThreads>
+struct ActCopierAny {
+  static_assert(kThreads % 2 == 0, "thread pairs share a sector");
+  static constexpr int kUnits = NT * 16;
+  static constexpr int kPer = (kUnits + kThreads - 1) / kThreads;
+  const uint8_t* src[kPer];  // chunk 0 of the copy's unit and token (row clamped to M - 1)
+  uint32_t dst[kPer];        // stage offset
+  int k0[kPer];              // K index of the unit's first value in chunk 0; K if dead token
+
+  __device__ __forceinline__ void init(const Params& p, int tid) {
+    const int64_t row_bytes = static_cast<int64_t>(p.k) * 2;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int i = tid + j * kThreads;
+      const int n = (i >> 1) % NT, u = 2 * ((i >> 1) / NT) + (i & 1);
+      const bool real = i < kUnits && n < p.m;
+      const int64_t rc = n < p.m ? n : p.m - 1;
+      src[j] = static_cast<const uint8_t*>(p.a) + rc * row_bytes + (u & 15) * 16;
+      dst[j] = staged_unit<NT>(u & 15, n);
+      k0[j] = real ? u * 8 : p.k;
+    }
+  }
+
+  __device__ __forceinline__ void issue(uint32_t stage, int chunk, const Params& p,
+                                        int tid) const {
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      if (kUnits % kThreads != 0 && tid + j * kThreads >= kUnits) break;  // no such copy
+      const bool ok = chunk * kChunk + k0[j] < p.k;
+      decode_gemm::cp_async16(stage + dst[j], ok ? src[j] + chunk * (kChunk * 2) : src[j], ok);
+    }
+  }
+};
+
+template <int NT, int kThreads, bool PRE>
+using ActCopierFor =
+    typename std::conditional<(kThreads & (kThreads - 1)) == 0, ActCopier<NT, kThreads, PRE>,
+                              ActCopierAny<NT, kThreads>>::type;
 
 // In-place permute of one staged chunk into the MMA's slot order (see the header): thread item
 // (token n, word J) reads units 4t + J (t = 0..3), staged at core rows (2J + t/2, t%2, n), and
@@ -226,11 +418,10 @@ struct ActCopier {
 template <int NT, int kThreads>
 __device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
   constexpr int kItems = NT * 4;
-  static_assert(kItems % kThreads == 0 || kThreads % kItems == 0, "whole items per thread");
 #pragma unroll
   for (int j = 0; j < (kItems + kThreads - 1) / kThreads; ++j) {
     const int idx = tid + j * kThreads;
-    if (kItems < kThreads && idx >= kItems) break;
+    if (kItems % kThreads != 0 && idx >= kItems) break;
     const int n = idx % NT, J = idx / NT;
     uint4 v[4];
 #pragma unroll
@@ -273,29 +464,35 @@ __device__ __forceinline__ void tile_rows(decode_gemm::WeightRows<WT>& w, const 
   }
 }
 
-// k16 step S: decode the warp's A fragments of every tile into a[S % 2] (MMA S - 2, their last
-// reader, completed at the wait of step S - 1) and issue one MMA per tile over the step's B
-// block, which starts S * NT * 32 bytes after step 0's (added to the descriptor's 16-byte
-// address field).
-template <int S, Act A, int NT, int WT>
-__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2], uint32_t (&a)[2][WT][4],
+// k16 step S: decode the warp's A fragments of every tile into register set S % (DEPTH + 1)
+// (last read by MMA S - DEPTH - 1, complete since the wait of step S - 1) and issue one MMA per
+// tile over the step's B block, which starts S * NT * 32 bytes after step 0's (added to the
+// descriptor's 16-byte address field); then wait until at most DEPTH groups are in flight.
+// DEPTH + 1 divides 8, so the register sets rotate the same way in every chunk and a group left
+// in flight across a chunk boundary (OVERLAP) never has its registers rewritten early.
+template <int S, int DEPTH, Act A, int NT, int WT>
+__device__ __forceinline__ void mma_step(float (&acc)[WT][NT / 2],
+                                         uint32_t (&a)[DEPTH + 1][WT][4],
                                          const decode_gemm::WeightChunk<WT>& w,
                                          const uint32_t (&sc)[WT][2][2], uint64_t desc0) {
   constexpr bool kBf16 = A == Act::kBFloat16;
+  constexpr int B = S % (DEPTH + 1);
 #pragma unroll
-  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[S & 1][i], w, i, sc);
+  for (int i = 0; i < WT; ++i) decode_gemm::weight_operand<S, kBf16, WT>(a[B][i], w, i, sc);
   wgmma::wgmma_fence();
 #pragma unroll
   for (int i = 0; i < WT; ++i)
-    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[S & 1][i], desc0 + static_cast<uint64_t>(S * NT * 2));
+    wgmma::Wgmma<NT, kBf16>::mma(acc[i], a[B][i], desc0 + static_cast<uint64_t>(S * NT * 2));
   wgmma::wgmma_commit();
-  wgmma::wgmma_wait<1>();
+  wgmma::wgmma_wait<DEPTH>();
 }
 
-template <Act A, int NT, int WT>
+// `after_two()` runs once the first two steps' MMAs are issued (the kernel's copy issue, where
+// the shape asks for it: the tensor cores then have work while the copies are being issued).
+template <Act A, int NT, int WT, int DEPTH, class AfterTwo>
 __device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
                                               const decode_gemm::WeightChunk<WT>& w,
-                                              uint32_t act_smem) {
+                                              uint32_t act_smem, AfterTwo&& after_two) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
 #pragma unroll
@@ -303,15 +500,16 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
 #pragma unroll
     for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
   const uint64_t desc0 = b_descriptor(act_smem);
-  uint32_t a[2][WT][4];
-  mma_step<0, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<1, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<2, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<3, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<4, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<5, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<6, A, NT, WT>(acc, a, w, sc, desc0);
-  mma_step<7, A, NT, WT>(acc, a, w, sc, desc0);
+  uint32_t a[DEPTH + 1][WT][4];
+  mma_step<0, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<1, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  after_two();
+  mma_step<2, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<3, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<4, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<5, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<6, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
+  mma_step<7, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
 }
 
 // Grid: (ceil(N / S::kRows), splits), S::kThreads threads, Layout::kSmemBytes of dynamic shared
@@ -345,7 +543,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   tile_rows(rows, p, row0, lane);
   decode_gemm::WeightCursor<WT> wc;
   decode_gemm::weight_cursor<1>(wc, rows, p, c_begin, lane);  // one chunk per step
-  ActCopier<NT, kThreads> copier;
+  static_assert(!S::PREPERMUTED || (kThreads & (kThreads - 1)) == 0,
+                "wgmma GEMM: pre-permuted activations with a power-of-two thread count");
+  ActCopierFor<NT, kThreads, S::PREPERMUTED> copier;
   copier.init(p, tid);
 
   const uint32_t smem_s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -356,46 +556,75 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const uint32_t base = smem_s + stage * L::kStageBytes;
     decode_gemm::issue_weights<1>(wc, base + lane_slot + 16 * lane,
                                   base + lane_slot + kScales + 4 * lane, p);
-    copier.issue(base, chunk, p);
+    copier.issue(base, chunk, p, tid);
   };
   // Chunks copied ahead of the one computed: kStages - 1, or kStages - 2 when the stage of the
   // previous chunk is still being read by its last MMAs (OVERLAP).
   constexpr bool kOverlap = S::OVERLAP && kStages >= 4;
   constexpr int kAhead = kOverlap ? kStages - 2 : kStages - 1;
+  // DEPTH > 1: the chunk's weight slot is read before the refill's copies are issued, and
+  // without OVERLAP also the chunk's first two MMAs.
+  constexpr bool kMmaFirst = S::DEPTH > 1;
+  constexpr bool kPre = S::PREPERMUTED;
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
     if (c_begin + s < c_end) issue(c_begin + s, s);
     decode_gemm::cp_async_commit();
   }
-  decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
-  __syncthreads();
-  permute_staged<NT, kThreads>(smem, tid);
-  wgmma::fence_proxy_async_shared();
+  if constexpr (!kPre) {
+    decode_gemm::cp_async_wait<kAhead - 1>();  // chunk c_begin
+    __syncthreads();
+    permute_staged<NT, kThreads>(smem, tid);
+    wgmma::fence_proxy_async_shared();
+  }
   int stage = 0;
 #pragma unroll 1
   for (int c = c_begin; c < c_end; ++c) {
     // This thread's copies of chunk c + 1 have landed; the barrier publishes everyone's, and the
     // permuted chunk c. It also frees a stage: without OVERLAP every warpgroup waited for all
     // its MMAs before reaching it, so chunk c - 1's stage is refilled; with OVERLAP each waited
-    // for all but its last MMA (of chunk c - 1), so chunk c - 2's stage is.
-    decode_gemm::cp_async_wait<kAhead - 2>();
-    __syncthreads();
-    {
-      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
-      const int refill = stage - back < 0 ? stage - back + kStages : stage - back;
-      if (c + kAhead < c_end) issue(c + kAhead, refill);
+    // for all but its last DEPTH groups (all of chunk c - 1), so chunk c - 2's stage is.
+    // Pre-permuted: this thread's copies of chunk c itself have landed; its proxy fence and the
+    // barrier hand everyone's to the MMAs.
+    if constexpr (kPre) {
+      decode_gemm::cp_async_wait<kAhead - 1>();
+      wgmma::fence_proxy_async_shared();
+    } else {
+      decode_gemm::cp_async_wait<kAhead - 2>();
     }
-    decode_gemm::cp_async_commit();
+    __syncthreads();
     const uint8_t* st = smem + stage * L::kStageBytes;
     decode_gemm::WeightChunk<WT> w;
-    decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
-                           rows);
-    compute_chunk<A, NT, WT>(acc, w, smem_s + stage * L::kStageBytes);
+    auto refill = [&] {
+      const int back = kOverlap ? 2 : 1;  // the stage of chunk c - back, i.e. of c + kAhead
+      const int into = stage - back < 0 ? stage - back + kStages : stage - back;
+      if (c + kAhead < c_end) issue(c + kAhead, into);
+      decode_gemm::cp_async_commit();
+    };
+    if constexpr (kMmaFirst && !kOverlap) {
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, refill);
+    } else if constexpr (kMmaFirst) {
+      // The previous chunk's last MMAs keep the tensor cores busy during the copy issue. (The
+      // copy issue between this chunk's MMAs makes ptxas serialize them here: C7513.)
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      refill();
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, [] {});
+    } else {
+      refill();
+      decode_gemm::read_slot(w, st + lane_slot + 16 * lane, st + lane_slot + kScales + 4 * lane,
+                             rows);
+      compute_chunk<A, NT, WT, S::DEPTH>(acc, w, smem_s + stage * L::kStageBytes, [] {});
+    }
     // While the last MMAs run: chunk c + 1's raw copy (complete and published above; nobody
     // reads that stage before the next barrier) is permuted into the MMA's slot order.
     const int next = stage + 1 == kStages ? 0 : stage + 1;
-    if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
-    wgmma::fence_proxy_async_shared();
+    if constexpr (!kPre) {
+      if (c + 1 < c_end) permute_staged<NT, kThreads>(smem + next * L::kStageBytes, tid);
+      wgmma::fence_proxy_async_shared();
+    }
     if constexpr (!kOverlap) wgmma::wgmma_wait<0>();
     stage = next;
   }

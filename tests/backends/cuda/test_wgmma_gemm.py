@@ -113,12 +113,14 @@ def test_every_code_and_extreme_scales_exact(a_dtype, m):
     assert torch.equal(y.double().cpu(), want.to(torch.float16).double())
 
 
+@pytest.mark.parametrize("variant", _VARIANTS)
 @pytest.mark.parametrize("m", [64, 200])
-def test_each_k_and_token_lands_where_it_belongs(m):
+def test_each_k_and_token_lands_where_it_belongs(m, variant):
     """A diagnosis of the fragment mapping: weight row r is 1.0 at column r only (a 128 x 128
-    identity, one CTA, one K chunk) and a[i, k] = k + 1 + 128 (i % 8) (exact in fp16), so
-    y[i, r] must be r + 1 + 128 (i % 8); a wrong slot order shows as the k (and token) that
-    landed there instead, which the message lists."""
+    identity, one K chunk) and a[i, k] = k + 1 + 128 (i % 8) (exact in fp16), so y[i, r] must
+    be r + 1 + 128 (i % 8); a wrong slot order shows as the k (and token) that landed there
+    instead, which the message lists. Every launch shape: they stage the activations in
+    different ways (thread counts, pre-permuted copies)."""
     n = k = 128
     codes = torch.zeros(n, k, dtype=torch.uint8)
     codes[torch.arange(n), torch.arange(n)] = 2  # E2M1 code 2 = 1.0
@@ -129,7 +131,8 @@ def test_each_k_and_token_lands_where_it_belongs(m):
     tok = torch.arange(m).reshape(m, 1) % 8
     a = (torch.arange(k).reshape(1, k) + 1 + 128 * tok).to(torch.float16)
     want = a.double()  # y = a @ I^T
-    y = _call(a.cuda(), w, torch.ones(1, device="cuda"), None, torch.float16).double().cpu()
+    y = _call(a.cuda(), w, torch.ones(1, device="cuda"), None, torch.float16,
+              variant).double().cpu()
     bad = (y != want).nonzero()[:8].tolist()
     found = [(i, r, int(y[i, r]) - 1) for i, r in bad]
     assert not bad, "(token, row, found k + 128 * token % 8): " + str(
@@ -165,6 +168,18 @@ def test_deterministic_with_split_k(variant):
         assert torch.equal(_call(a, w, _alpha(w), None, torch.bfloat16, variant), first)
 
 
+def test_split_by_waves_variant_splits_gate_up():
+    """Variant 11 (variant 2's kernels, split count by modelled waves): on 132 SMs gate_up's
+    168 row tiles of 256 are split in 2 at M = 128, which variant 2 leaves whole (and splits in
+    3 at M = 64); at M = 256 (variant 0's 336 tiles of 128) it does not split."""
+    n, k = 43008, 5376
+    assert _ext().gemm_wgmma_splits(128, n, k, 132, 2) == 1
+    assert _ext().gemm_wgmma_splits(64, n, k, 132, 2) == 3
+    for m in (64, 128):
+        assert _ext().gemm_wgmma_splits(m, n, k, 132, 11) == 2
+    assert _ext().gemm_wgmma_splits(256, n, k, 132, 11) == 1
+
+
 def test_packed_activations_are_rejected():
     gen = torch.Generator().manual_seed(3)
     w = _weight(128, 256, "swizzled", gen)
@@ -174,24 +189,28 @@ def test_packed_activations_are_rejected():
                           torch.bfloat16, 0)
 
 
-def test_cuda_graph_capture_and_replay():
+@pytest.mark.parametrize("variant", _VARIANTS)
+def test_cuda_graph_capture_and_replay(variant):
     """Split-K included: its workspace and arrival counters come from the graph's pool and are
-    zeroed by a captured memset, so replays start clean."""
+    zeroed by a captured memset, so replays start clean (as the pre-permuted activations of
+    variants 8-10)."""
     gen = torch.Generator().manual_seed(8)
     m, n, k = 120, 512, 4096
-    assert _splits(m, n, k) > 1
+    if variant != 1:  # variant 1 never splits
+        assert _splits(m, n, k, variant) > 1
     w = _weight(n, k, "swizzled", gen)
     a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
     alpha = _alpha(w)
-    eager = _call(a, w, alpha, None, torch.bfloat16)
+    eager = _call(a, w, alpha, None, torch.bfloat16, variant)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        _call(a, w, alpha, None, torch.bfloat16)
+        _call(a, w, alpha, None, torch.bfloat16, variant)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = _ext().gemm_wgmma(a, None, w.data, w.scale, True, alpha, None, torch.bfloat16)
+        out = _ext().gemm_wgmma(a, None, w.data, w.scale, True, alpha, None, torch.bfloat16,
+                                variant)
     for _ in range(2):
         out.fill_(float("nan"))
         graph.replay()
