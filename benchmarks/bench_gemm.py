@@ -112,9 +112,7 @@ def run(args):
                 # Which kernel of the cuda backend this M runs (else it hands over to Triton).
                 from nvfp4_kernels.backends import cuda as cuda_backend
                 a0, b0, s0, _ = w4a16_in[0]
-                row["cuda_kernel"] = ("decode" if cuda_backend._decode_gemm_takes(a0, b0) else
-                                      "mid" if cuda_backend._mid_gemm_takes(a0, b0, s0) else
-                                      "next backend")
+                row["cuda_kernel"] = cuda_backend.kernel_for(a0, b0, s0) or "next backend"
             for name, (fn, inputs) in paths.items():
                 row[f"{name}_ms"], err = timer(fn, inputs, args)
                 if err:

@@ -5,8 +5,8 @@ kernel uses the hardware E2M1 conversion), the FP8 paged KV cache, and two GEMMs
 without FP4 tensor cores, W4A16 and W4A4: the decode-size GEMM
 (csrc/include/nvfp4/decode_gemm.cuh, 1 <= M <= 16 tokens, SM80-SM90), the mid-size GEMM
 (csrc/include/nvfp4/mid_gemm.cuh, 16 < M <= 64, SM90: it needs up to ~210 KB of shared memory)
-and the Hopper warpgroup-MMA GEMM (csrc/include/nvfp4/wgmma_gemm.cuh, 64 < M <= 128, sm_90a
-builds; W4A16 kernel, W4A4 dequantizes its activations first).
+and the Hopper warpgroup-MMA GEMM (csrc/include/nvfp4/wgmma_gemm.cuh, 16 < M <= 128, sm_90a
+builds, ahead of the mid-size kernel; W4A16 kernel, W4A4 dequantizes its activations first).
 GEMM shapes these kernels do not take (more tokens, K not a multiple of 32, unaligned
 pointers, a build without an SM80-SM90 target) go to the next backend of the automatic order
 (``registry.next_backend``: triton, else reference), so choosing ``cuda`` never narrows what a
@@ -29,20 +29,30 @@ OPS = frozenset({"quantize", "quantize_computed_scale", "dequantize", "gemm", "g
 # Largest token count the decode GEMM takes. Past it every CTA re-reading all M x K activations
 # from L2 outweighs its weights; the mid-size GEMM (MID_MAX_M) shares them within a CTA instead.
 DECODE_MAX_M = 16
-# Largest token count the mid-size GEMM takes (its token tiles: 8 of 8 tokens). Past it the
-# wgmma GEMM (WGMMA_MAX_M) takes over on SM90.
+# Largest token count the mid-size GEMM takes (its token tiles: 8 of 8 tokens): SM90 builds
+# without sm_90a, where the wgmma GEMM below is missing.
 MID_MAX_M = 64
-# Largest token count the wgmma GEMM takes. Measured on the H100 (sweep_decode_gemm.py --kernel
-# wgmma, same run as bench_gemm.py; docs/performance.md): at M = 96-128 it is 1.2-2x faster
-# than the fused Triton kernel on every Gemma-4-31B layer (gate_up M = 128: 0.291 vs 0.339 ms,
-# down 0.120 vs 0.246); at M = 160-192 its time (latency-bound, growing with M) is no better
-# than dequantize + cuBLAS (the prefill route, backends/triton/prefill.py), which takes over
-# past this bound. At M <= 64 the mid-size kernel is as fast (gate_up M = 64: 0.162 vs 0.160).
+# Largest token count the wgmma GEMM (csrc/gemm_wgmma.cu, sm_90a builds) takes; it takes every
+# M from DECODE_MAX_M + 1 up, ahead of the mid-size kernel, which stays for builds without
+# sm_90a. Measured on the H100 (sweep_decode_gemm.py --kernel wgmma, 2026-11-27;
+# docs/performance.md): with the launch shapes below it is faster than the mid-size kernel at
+# M = 24-64 on every Gemma-4-31B layer but o at M = 32 (equal within 1-3 %), and 1.3-2.3x faster
+# than the fused Triton kernel at M = 96-128; from M = 160 the prefill route (dequantize +
+# cuBLAS) is as fast, and takes over past this bound.
 WGMMA_MAX_M = 128
-# Its launch shape (csrc/gemm_wgmma.cu's `variant`): 2 = two 64-row tiles per warpgroup, the
-# fastest of the four at every M <= 128 in that sweep (gate_up M = 128: 0.291 ms vs 0.327-0.329;
-# down 0.120 vs 0.160).
-_WGMMA_VARIANT = 2
+# Its launch shapes (the `variant` of csrc/gemm_wgmma.cu), measured best on those layers:
+# 7 = three warpgroups of 384 weight rows per CTA, best on gate_up (N = 43008) at M <= 64
+# (0.120 vs 0.139 ms for 10 at M = 64, 0.161 for the mid-size kernel); 10 = two 64-row tiles per
+# warpgroup, activations pre-permuted by a separate pass, three MMAs in flight, best elsewhere
+# (gate_up M = 128: 0.228 ms against 0.291 for the first shape wired in, cuBLAS bf16 0.182).
+_WGMMA_WIDE, _WGMMA_DEFAULT = 7, 10
+_WGMMA_WIDE_N, _WGMMA_WIDE_MAX_M = 32768, 64
+
+
+def _wgmma_variant(m: int, n: int) -> int:
+    return _WGMMA_WIDE if m <= _WGMMA_WIDE_MAX_M and n >= _WGMMA_WIDE_N else _WGMMA_DEFAULT
+
+
 # GPUs whose shared memory per block holds the mid-size GEMM's ring (up to ~210 KB: W4A4 at
 # M > 48): H100/H200 (SM90, 227 KB). SM80 (163 KB) and SM86/SM89 (99 KB) keep the Triton kernel
 # for those M.
@@ -131,32 +141,42 @@ def _mid_gemm_takes(a, b, b_scale, a_scale=None) -> bool:
 
 
 def _wgmma_gemm_takes(a, b, b_scale, a_scale=None) -> bool:
-    """Whether csrc/gemm_wgmma.cu takes this problem: MID_MAX_M < M <= WGMMA_MAX_M."""
-    return _sm90_gemm_takes(a, b, b_scale, a_scale, MID_MAX_M, WGMMA_MAX_M, "HAS_WGMMA_GEMM")
+    """Whether csrc/gemm_wgmma.cu takes this problem: DECODE_MAX_M < M <= WGMMA_MAX_M."""
+    return _sm90_gemm_takes(a, b, b_scale, a_scale, DECODE_MAX_M, WGMMA_MAX_M,
+                            "HAS_WGMMA_GEMM")
+
+
+def kernel_for(a, b, b_scale, a_scale=None) -> str | None:
+    """Which of the extension's GEMMs takes this problem here ("decode", "wgmma", "mid"), or
+    None: the next backend of the automatic order does."""
+    if _decode_gemm_takes(a, b):
+        return "decode"
+    if _wgmma_gemm_takes(a, b, b_scale, a_scale):
+        return "wgmma"
+    if _mid_gemm_takes(a, b, b_scale, a_scale):
+        return "mid"
+    return None
 
 
 def gemm_w4a16(a, b, b_scale, b_alpha, scale_layout, out_dtype, bias):
-    swizzled = scale_layout == "swizzled"
-    if _decode_gemm_takes(a, b):
-        return _c().gemm_decode(a, None, b, b_scale, swizzled, b_alpha.reshape(-1).contiguous(),
-                                bias, out_dtype)
-    if _mid_gemm_takes(a, b, b_scale):
-        return _c().gemm_mid(a, None, b, b_scale, swizzled, b_alpha.reshape(-1).contiguous(),
-                             bias, out_dtype)
-    if _wgmma_gemm_takes(a, b, b_scale):
-        return _c().gemm_wgmma(a, None, b, b_scale, swizzled, b_alpha.reshape(-1).contiguous(),
-                               bias, out_dtype, _WGMMA_VARIANT)
-    return _fallback("gemm_w4a16", a.device, (a.dtype, out_dtype))(
-        a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
+    kernel = kernel_for(a, b, b_scale)
+    if kernel is None:
+        return _fallback("gemm_w4a16", a.device, (a.dtype, out_dtype))(
+            a, b, b_scale, b_alpha, scale_layout, out_dtype, bias)
+    args = (a, None, b, b_scale, scale_layout == "swizzled", b_alpha.reshape(-1).contiguous(),
+            bias, out_dtype)
+    if kernel == "wgmma":
+        return _c().gemm_wgmma(*args, _wgmma_variant(a.shape[0], b.shape[0]))
+    return getattr(_c(), f"gemm_{kernel}")(*args)
 
 
 def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
+    kernel = kernel_for(a, b, b_scale, a_scale)
+    if kernel is None:
+        return _fallback("gemm", a.device, (out_dtype,))(
+            a, b, a_scale, b_scale, alpha, out_dtype, bias)
     per_column = alpha.reshape(-1).contiguous()
-    if _decode_gemm_takes(a, b):
-        return _c().gemm_decode(a, a_scale, b, b_scale, True, per_column, bias, out_dtype)
-    if _mid_gemm_takes(a, b, b_scale, a_scale):
-        return _c().gemm_mid(a, a_scale, b, b_scale, True, per_column, bias, out_dtype)
-    if _wgmma_gemm_takes(a, b, b_scale, a_scale):
+    if kernel == "wgmma":
         # The wgmma kernel reads 16-bit activations: decode them first (M x K values, ~1 % of
         # the weight bytes at M = 128). lut[q] * s needs at most 6 significant bits and lies in
         # [2^-10, 2688], so with a global scale of 1 the bf16 copy is exact and the product
@@ -164,9 +184,9 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
         one = torch.ones((), dtype=torch.float32, device=a.device)
         a16 = _c().dequantize(a, a_scale, one, True, torch.bfloat16)
         return _c().gemm_wgmma(a16, None, b, b_scale, True, per_column, bias, out_dtype,
-                               _WGMMA_VARIANT)
-    return _fallback("gemm", a.device, (out_dtype,))(
-        a, b, a_scale, b_scale, alpha, out_dtype, bias)
+                               _wgmma_variant(a.shape[0], b.shape[0]))
+    return getattr(_c(), f"gemm_{kernel}")(a, a_scale, b, b_scale, True, per_column, bias,
+                                           out_dtype)
 
 
 def get(op: str):

@@ -165,7 +165,8 @@ def test_the_backend_uses_it_for_17_to_64_tokens():
         assert cuda._mid_gemm_takes(a, w.data, w.scale) == (16 < m <= 64)
         y = nk.gemm(a, w, backend="cuda")
         assert rel_error(y, a.double().cpu() @ _f64(w).T) < BAR
-        if 16 < m <= 64:
+        if 16 < m <= 64 and not cuda._wgmma_gemm_takes(a, w.data, w.scale):
+            # (sm_90a builds send these sizes to the wgmma GEMM: test_wgmma_dispatch.py)
             assert torch.equal(y, _call(a, None, w, _alpha(w), None, torch.bfloat16))
     qa = nk.quantize(torch.randn(40, 1024, generator=gen).cuda())
     assert cuda._mid_gemm_takes(qa.data, w.data, w.scale, qa.scale)

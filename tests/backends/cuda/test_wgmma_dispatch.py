@@ -1,5 +1,6 @@
-"""The cuda backend's automatic use of the Hopper wgmma GEMM (backends/cuda.py: 64 < M <= 128
-on SM90 builds with sm_90a): which token counts reach it, W4A16 and W4A4 (activations decoded to
+"""The cuda backend's automatic use of the Hopper wgmma GEMM (backends/cuda.py: DECODE_MAX_M <
+M <= WGMMA_MAX_M on SM90 builds with sm_90a, launch shape by M and N): which token counts reach
+it, W4A16 and W4A4 (activations decoded to
 bf16 first) within the accuracy bar on odd shapes and both output dtypes, bitwise equal to the
 kernel called directly, and the W4A4 path (dequantize + GEMM) captured in a CUDA graph. The
 kernel itself is tested in test_wgmma_gemm.py."""
@@ -29,23 +30,33 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=st
 
 
 def _direct(a, w, out_dtype):
+    variant = cuda._wgmma_variant(a.shape[0], w.data.shape[0])
     return _extension.extension().gemm_wgmma(a, None, w.data, w.scale, True, _alpha(w), None,
-                                             out_dtype, cuda._WGMMA_VARIANT)
+                                             out_dtype, variant)
 
 
-@pytest.mark.parametrize("m", [64, 65, 100, 128, 129])
-def test_the_backend_uses_it_for_65_to_128_tokens(m):
-    gen = torch.Generator().manual_seed(m)
-    w = _weight(300, 1056, "swizzled", gen)
-    a = torch.randn(m, 1056, generator=gen).to(torch.bfloat16).cuda()
-    assert cuda._wgmma_gemm_takes(a, w.data, w.scale) == (64 < m <= 128)
+def _takes(m):
+    return cuda.DECODE_MAX_M < m <= cuda.WGMMA_MAX_M
+
+
+@pytest.mark.parametrize("m,n,k", [(16, 300, 1056), (17, 300, 1056), (64, 300, 1056),
+                                   (65, 300, 1056), (100, 300, 1056), (128, 300, 1056),
+                                   (129, 300, 1056), (40, 32768, 64), (64, 32800, 96),
+                                   (65, 32768, 64)])
+def test_the_backend_uses_it_for_its_token_range(m, n, k):
+    """Both launch shapes: wide layers (N >= 32768) at M <= 64 take the three-warpgroup one."""
+    gen = torch.Generator().manual_seed(m + n)
+    w = _weight(n, k, "swizzled", gen)
+    a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
+    assert cuda._wgmma_gemm_takes(a, w.data, w.scale) == _takes(m)
     y = nk.gemm(a, w, backend="cuda")
     assert rel_error(y, a.double().cpu() @ _f64(w).T) < BAR
-    if 64 < m <= 128:
+    if _takes(m):
         assert torch.equal(y, _direct(a, w, torch.bfloat16))
 
 
-@pytest.mark.parametrize("m,n,k", [(65, 200, 160), (100, 300, 1056), (128, 520, 4096)])
+@pytest.mark.parametrize("m,n,k", [(17, 200, 160), (65, 200, 160), (100, 300, 1056),
+                                   (128, 520, 4096), (33, 32768, 64)])
 @pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16])
 def test_w4a4_decodes_the_activations_exactly(m, n, k, out_dtype):
     """The bf16 copy of the quantized activations is exact, so the result is the W4A4 product
