@@ -1,8 +1,8 @@
 // Launcher of the Hopper warpgroup-MMA NVFP4 GEMM (csrc/include/nvfp4/wgmma_gemm.cuh). Built only
 // when sm_90a is a target (CMakeLists.txt, group "gemm_wgmma": wgmma exists only in the
 // arch-specific sm_90a target). W4A16 (fp16/bf16 activations), 1 <= M <= 256 tokens (meant for
-// 17..256); same operands and checks as gemm_mid (csrc/decode_args.h). Not used by the automatic
-// backend choice yet: it is reached through C.gemm_wgmma only, until measured.
+// 17..256); same operands and checks as gemm_mid (csrc/decode_args.h). The cuda backend calls it
+// for 16 < M <= 128 with the launch shape measured best there (backends/cuda.py: _wgmma_variant).
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
@@ -74,7 +74,8 @@ void launch(const decode_gemm::Params& p_in, const at::Tensor& like, cudaStream_
 
 // Launch shapes (the `variant` argument, 0 <= variant < kWgmmaGemmVariants;
 // benchmarks/sweep_decode_gemm.py --kernel wgmma times them, tests/backends/cuda/
-// test_wgmma_gemm.py checks every one). 0 is the default, chosen by reasoning, not measured.
+// test_wgmma_gemm.py checks every one). 0 is what an out-of-range variant runs; the backend picks
+// 7 or 10 from the H100 sweep (docs/performance.md).
 template <int V>
 struct Variant {
   // Two warpgroups (128 weight rows) share each staged activation chunk; split-K up to 8 to
