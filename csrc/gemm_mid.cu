@@ -4,7 +4,6 @@
 // Python backend sends it 16 < M <= 64; M <= 16 goes to the decode kernel). Same operands and
 // checks as gemm_decode (csrc/decode_args.h).
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -31,18 +30,8 @@ void launch(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t s
                                   L::kSmemBytes, device);
   const int64_t tiles = (p.n + S::kRows - 1) / S::kRows;
   const int splits = mid_gemm::choose_splits(tiles, p.k, MT * 8, slots, S::MAX_SPLITS);
-  float* partials = nullptr;
-  int* arrivals = nullptr;
-  at::Tensor workspace, counters;
-  if (splits > 1) {
-    // From the caching allocator on the launch stream: no host sync, capturable.
-    workspace = at::empty({tiles * splits * L::kCtaElems}, like.options().dtype(at::kFloat));
-    counters = at::zeros({tiles}, like.options().dtype(at::kInt));
-    partials = workspace.data_ptr<float>();
-    arrivals = counters.data_ptr<int>();
-  }
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
-  kernel<<<grid, S::kThreads, L::kSmemBytes, stream>>>(p, partials, arrivals);
+  launch_split_k(kernel, p, tiles, splits, L::kCtaElems, S::kThreads, L::kSmemBytes, like,
+                 stream);
 }
 
 // Launch shapes (the `variant` argument, 0 <= variant < kMidGemmVariants;

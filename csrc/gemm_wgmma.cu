@@ -4,7 +4,6 @@
 // 17..256); same operands and checks as gemm_mid (csrc/decode_args.h). The cuda backend calls it
 // for 16 < M <= 128 with the launch shape measured best there (backends/cuda.py: _wgmma_variant).
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -58,18 +57,8 @@ void launch(const decode_gemm::Params& p_in, const at::Tensor& like, cudaStream_
                                   S::kThreads, L::kSmemBytes, device);
   const int64_t tiles = (p.n + S::kRows - 1) / S::kRows;
   const int splits = pick_splits<S, kByWaves>(tiles, p.k, NT, slots);
-  float* partials = nullptr;
-  int* arrivals = nullptr;
-  at::Tensor workspace, counters;
-  if (splits > 1) {
-    // From the caching allocator on the launch stream: no host sync, capturable.
-    workspace = at::empty({tiles * splits * L::kCtaElems}, like.options().dtype(at::kFloat));
-    counters = at::zeros({tiles}, like.options().dtype(at::kInt));
-    partials = workspace.data_ptr<float>();
-    arrivals = counters.data_ptr<int>();
-  }
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
-  kernel<<<grid, S::kThreads, L::kSmemBytes, stream>>>(p, partials, arrivals);
+  launch_split_k(kernel, p, tiles, splits, L::kCtaElems, S::kThreads, L::kSmemBytes, like,
+                 stream);
 }
 
 // Launch shapes (the `variant` argument, 0 <= variant < kWgmmaGemmVariants;

@@ -1,10 +1,13 @@
-// Resident CTAs of a kernel on a whole GPU, for the launchers that size split-K by it
-// (csrc/gemm_mid.cu, csrc/gemm_wgmma.cu).
+// Resident CTAs of a kernel on a whole GPU, and the split-K launch, for the launchers that size
+// split-K by it (csrc/gemm_mid.cu, csrc/gemm_wgmma.cu).
 #pragma once
 
+#include <cstdint>
 #include <mutex>
 #include <unordered_map>
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/util/Exception.h>
 #include <cuda_runtime.h>
@@ -38,6 +41,27 @@ inline int resident_ctas(const char* what, const void* kernel, int threads, size
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   per_device.emplace(kernel, ctas * sms);
   return ctas * sms;
+}
+
+// Launches kernel(params, partials, arrivals) on a (tiles x splits) grid. With splits > 1 the
+// CTAs of a tile write cta_elems float32 partials each and count their arrivals per tile (the
+// last adds the partials in split order); both buffers come from the caching allocator on the
+// launch stream: no host sync, capturable.
+template <class Kernel, class Params>
+void launch_split_k(Kernel kernel, const Params& params, int64_t tiles, int splits,
+                    int64_t cta_elems, int threads, size_t smem, const at::Tensor& like,
+                    cudaStream_t stream) {
+  float* partials = nullptr;
+  int* arrivals = nullptr;
+  at::Tensor workspace, counters;
+  if (splits > 1) {
+    workspace = at::empty({tiles * splits * cta_elems}, like.options().dtype(at::kFloat));
+    counters = at::zeros({tiles}, like.options().dtype(at::kInt));
+    partials = workspace.data_ptr<float>();
+    arrivals = counters.data_ptr<int>();
+  }
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
+  kernel<<<grid, threads, smem, stream>>>(params, partials, arrivals);
 }
 
 }  // namespace nvfp4

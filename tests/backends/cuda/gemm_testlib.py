@@ -1,12 +1,16 @@
-"""Helpers shared by the cuda backend's GEMM tests (decode and mid-size kernels): NVFP4 weights
-whose block scales span e4m3's range, their float64 values, and the W4A16 alpha."""
+"""Helpers shared by the cuda backend's GEMM tests (decode, mid-size and wgmma kernels): NVFP4
+weights whose block scales span e4m3's range, their float64 values, the W4A16 alpha, why the
+wgmma kernel cannot run here, and the layouts/bias/per-row-alpha check every kernel passes."""
 
 from __future__ import annotations
 
 import torch
 
 import nvfp4_kernels as nk
+from nvfp4_kernels import _extension
 from nvfp4_kernels import reference as ref
+from nvfp4_kernels.backends import cuda, registry
+from tests.conftest import rel_error
 
 BAR = 5e-3  # DESIGN's accuracy bar against the float64 reference
 
@@ -42,3 +46,30 @@ def every_code_weight(k):
     w = nk.NVFP4(data.cuda(), ref.swizzle_scales(scale_lin).cuda(),
                  torch.tensor(1.0, device="cuda"), "swizzled", torch.Size((n, k)))
     return data, scale_lin, w
+
+
+def why_no_wgmma(device: torch.device) -> str | None:
+    """Why the sm_90a wgmma GEMM cannot run on `device` (None: it can)."""
+    reason = cuda.why_unavailable(device)
+    if reason is None and not getattr(_extension.extension(), "HAS_WGMMA_GEMM", False):
+        reason = "extension built without sm_90a (no wgmma GEMM)"
+    if reason is None and registry.capability(device) != (9, 0):
+        reason = f"SM{registry.capability(device)}: the wgmma GEMM is sm_90a code"
+    return reason
+
+
+def check_layouts_bias_and_per_row_alpha(call, m, layout, bias_dtype):
+    """call(a, w, alpha, bias, out_dtype) within the bar for both scale layouts, every bias
+    dtype, a per-row alpha (fused shards with their own scales) and both output dtypes."""
+    gen = torch.Generator().manual_seed(11)
+    n, k = 200, 384
+    w = weight(n, k, layout, gen)
+    a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
+    bias = None if bias_dtype is None else torch.randn(n, generator=gen).to(bias_dtype).cuda()
+    per_row = torch.rand(n, generator=gen) + 0.5
+    want = (a.double().cpu() @ f64(w).T) * per_row.double()
+    if bias is not None:
+        want = want + bias.double().cpu()
+    for out_dtype in (torch.bfloat16, torch.float16):
+        y = call(a, w, (per_row / w.global_scale.cpu()).float().cuda(), bias, out_dtype)
+        assert rel_error(y, want) < BAR

@@ -15,7 +15,7 @@ from nvfp4_kernels import _extension
 from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda, registry
 from nvfp4_kernels.benchmarking import capture
-from gemm_testlib import BAR, every_code_weight
+from gemm_testlib import BAR, check_layouts_bias_and_per_row_alpha, every_code_weight
 from gemm_testlib import alpha as _alpha
 from gemm_testlib import f64 as _f64
 from gemm_testlib import weight as _weight
@@ -81,19 +81,7 @@ def test_w4a16_layer_sized_split_k(m):
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
 @pytest.mark.parametrize("bias_dtype", [None, torch.float32, torch.bfloat16, torch.float16])
 def test_w4a16_layouts_bias_and_per_row_alpha(layout, bias_dtype):
-    gen = torch.Generator().manual_seed(11)
-    m, n, k = 37, 200, 384
-    w = _weight(n, k, layout, gen)
-    a = torch.randn(m, k, generator=gen).to(torch.bfloat16).cuda()
-    bias = None if bias_dtype is None else torch.randn(n, generator=gen).to(bias_dtype).cuda()
-    per_row = torch.rand(n, generator=gen) + 0.5  # fused shards with their own scales
-    alpha = (per_row / w.global_scale.cpu()).float().cuda()
-    want = (a.double().cpu() @ _f64(w).T) * per_row.double()
-    if bias is not None:
-        want = want + bias.double().cpu()
-    for out_dtype in (torch.bfloat16, torch.float16):
-        y = _call(a, None, w, alpha, bias, out_dtype)
-        assert rel_error(y, want) < BAR
+    check_layouts_bias_and_per_row_alpha(lambda a, w, alpha, bias, out_dtype: _call(a, None, w, alpha, bias, out_dtype), 37, layout, bias_dtype)
 
 
 @pytest.mark.parametrize("m", [17, 40, 64])

@@ -12,20 +12,16 @@ import torch
 
 import nvfp4_kernels as nk
 from nvfp4_kernels import _extension
-from nvfp4_kernels.backends import cuda, registry
+from nvfp4_kernels.backends import cuda
 from nvfp4_kernels.benchmarking import capture
-from gemm_testlib import BAR
+from gemm_testlib import BAR, why_no_wgmma
 from gemm_testlib import alpha as _alpha
 from gemm_testlib import f64 as _f64
 from gemm_testlib import weight as _weight
 from tests.conftest import rel_error
 
 _HERE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-_REASON = cuda.why_unavailable(_HERE)
-if _REASON is None and not getattr(_extension.extension(), "HAS_WGMMA_GEMM", False):
-    _REASON = "extension built without sm_90a (no wgmma GEMM)"
-if _REASON is None and registry.capability(_HERE) != (9, 0):
-    _REASON = f"SM{registry.capability(_HERE)}: the wgmma GEMM is sm_90a code"
+_REASON = why_no_wgmma(_HERE)
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=str(_REASON))]
 
 
