@@ -193,6 +193,16 @@ struct WeightChunk {
   uint32_t s[WT][2];  // two scale bytes (blocks 2t, 2t+1) in the low 16 bits
 };
 
+// The MMA operand scales of every row tile of a chunk: scale_pair of each tile's two blocks.
+template <int WT>
+__device__ __forceinline__ void chunk_scales(const WeightChunk<WT>& w, bool bf16,
+                                             uint32_t (&sc)[WT][2][2]) {
+#pragma unroll
+  for (int i = 0; i < WT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], bf16, sc[i][h][0], sc[i][h][1]);
+}
+
 template <int WT>
 __device__ __forceinline__ void load_weights(WeightChunk<WT>& w, const WeightRows<WT>& rows,
                                              const Params& p, int chunk, int lane) {
@@ -615,10 +625,7 @@ template <Act A, int MT, int WT>
 __device__ __forceinline__ void compute_stage(float (&acc)[WT][MT][4], const Stage<A, MT, WT>& st) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
-#pragma unroll
-  for (int i = 0; i < WT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) scale_pair(st.w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
+  chunk_scales(st.w, kBf16, sc);
   uint32_t xs[MT][2] = {};
   if constexpr (A == Act::kNvfp4) {
 #pragma unroll

@@ -315,10 +315,7 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[WT][MT][4],
                                               const uint8_t* act, uint32_t lane_off) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
-#pragma unroll
-  for (int i = 0; i < WT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
+  decode_gemm::chunk_scales(w, kBf16, sc);
   mma_word<A, MT, WT, 0, kPairOrder>(acc, w, sc, act, lane_off);
   mma_word<A, MT, WT, 1, kPairOrder>(acc, w, sc, act, lane_off);
   mma_word<A, MT, WT, 2, kPairOrder>(acc, w, sc, act, lane_off);

@@ -265,6 +265,19 @@ __host__ __device__ constexpr uint32_t prepermuted_unit(int u, int n) {
 // K rounded up to whole chunks: the row length of the pre-permuted copy.
 __host__ __device__ constexpr int padded_k(int k) { return (k + kChunk - 1) / kChunk * kChunk; }
 
+// Pair P (0..3) of four 16-byte units (eight 16-bit values each) in the MMA's slot order: word t
+// is values P and P + 4 of unit t as one bf16x2/fp16x2 (one PRMT). Shared by the in-CTA permute
+// and the pre-permuting pass.
+__device__ __forceinline__ uint4 slot_pairs(const uint4 (&v)[4], int P) {
+  uint32_t w[4];
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
+    w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // The pre-permuting pass: one thread per (token n, chunk, word J) item, as permute_staged's
 // items but from global memory to global memory: reads units 4t + J (t = 0..3; zeros past K,
 // a multiple of 32, so a unit is all in or all out) and writes units 2S + c, S = 2J + h, of
@@ -292,17 +305,8 @@ __global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t
 #pragma unroll
   for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const int P = 2 * h + c;
-      uint32_t w[4];
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
-        w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
-      }
-      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) =
-          make_uint4(w[0], w[1], w[2], w[3]);
-    }
+    for (int c = 0; c < 2; ++c)
+      *reinterpret_cast<uint4*>(o + 16 * (2 * (2 * J + h) + c)) = slot_pairs(v, 2 * h + c);
 }
 
 // The wgmma shared-memory matrix descriptor of one step's B block (no swizzle, K-major):
@@ -426,17 +430,9 @@ __device__ __forceinline__ void permute_staged(uint8_t* act, int tid) {
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int P = 2 * h + c;
-        uint32_t w[4];
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          const uint32_t lo = P < 2 ? v[t].x : v[t].y, hi = P < 2 ? v[t].z : v[t].w;
-          w[t] = __byte_perm(lo, hi, P % 2 == 0 ? 0x5410 : 0x7632);
-        }
+      for (int c = 0; c < 2; ++c)
         *reinterpret_cast<uint4*>(act + core_row<NT>(2 * J + h, c, n)) =
-            make_uint4(w[0], w[1], w[2], w[3]);
-      }
+            slot_pairs(v, 2 * h + c);
   }
 }
 
@@ -491,10 +487,7 @@ __device__ __forceinline__ void compute_chunk(float (&acc)[WT][NT / 2],
                                               uint32_t act_smem, AfterTwo&& after_two) {
   constexpr bool kBf16 = A == Act::kBFloat16;
   uint32_t sc[WT][2][2];
-#pragma unroll
-  for (int i = 0; i < WT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) scale_pair(w.s[i][h], kBf16, sc[i][h][0], sc[i][h][1]);
+  decode_gemm::chunk_scales(w, kBf16, sc);
   const uint64_t desc0 = b_descriptor(act_smem);
   uint32_t a[DEPTH + 1][WT][4];
   mma_step<0, DEPTH, A, NT, WT>(acc, a, w, sc, desc0);
