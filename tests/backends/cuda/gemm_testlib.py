@@ -48,6 +48,20 @@ def every_code_weight(k):
     return data, scale_lin, w
 
 
+def poisoned_call(kernel, a, a_scale, w, alpha, bias, out_dtype, variant=0):
+    """The extension's gemm_<kernel> itself (not a fallback), into an output the allocator hands
+    out poisoned: a NaN-filled block of the output's size is freed right before the call."""
+    torch.full((a.shape[0], w.data.shape[0]), float("nan"), dtype=out_dtype, device="cuda")
+    return getattr(_extension.extension(), f"gemm_{kernel}")(
+        a, a_scale, w.data, w.scale, w.scale_layout == "swizzled", alpha, bias, out_dtype, variant)
+
+
+def splits(kernel, m, n, k, variant=0):
+    """The split-K count gemm_<kernel> picks here (one resident CTA per SM)."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    return getattr(_extension.extension(), f"gemm_{kernel}_splits")(m, n, k, sms, variant)
+
+
 def why_no_wgmma(device: torch.device) -> str | None:
     """Why the sm_90a wgmma GEMM cannot run on `device` (None: it can)."""
     reason = cuda.why_unavailable(device)

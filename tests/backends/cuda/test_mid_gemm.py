@@ -16,6 +16,7 @@ from nvfp4_kernels import reference as ref
 from nvfp4_kernels.backends import cuda, registry
 from nvfp4_kernels.benchmarking import capture
 from gemm_testlib import BAR, check_layouts_bias_and_per_row_alpha, every_code_weight
+from gemm_testlib import poisoned_call, splits
 from gemm_testlib import alpha as _alpha
 from gemm_testlib import f64 as _f64
 from gemm_testlib import weight as _weight
@@ -38,17 +39,11 @@ def _ext():
 
 
 def _call(a, a_scale, w, alpha, bias, out_dtype, variant=0):
-    """The kernel itself (not a fallback), into an output the allocator hands out poisoned:
-    a NaN-filled block of the output's size is freed right before the call."""
-    torch.full((a.shape[0], w.data.shape[0]), float("nan"), dtype=out_dtype, device="cuda")
-    return _ext().gemm_mid(a, a_scale, w.data, w.scale, w.scale_layout == "swizzled", alpha,
-                           bias, out_dtype, variant)
+    return poisoned_call("mid", a, a_scale, w, alpha, bias, out_dtype, variant)
 
 
 def _splits(m, n, k, variant=0):
-    """The split-K count the launcher picks here (one resident CTA per SM: the default's)."""
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    return _ext().gemm_mid_splits(m, n, k, sms, variant)
+    return splits("mid", m, n, k, variant)
 
 
 @pytest.mark.parametrize("m", [17, 24, 33, 48, 64])

@@ -14,7 +14,7 @@ import nvfp4_kernels as nk
 from nvfp4_kernels import _extension
 from nvfp4_kernels import reference as ref
 from gemm_testlib import BAR, check_layouts_bias_and_per_row_alpha, every_code_weight
-from gemm_testlib import why_no_wgmma
+from gemm_testlib import poisoned_call, splits, why_no_wgmma
 from gemm_testlib import alpha as _alpha
 from gemm_testlib import f64 as _f64
 from gemm_testlib import weight as _weight
@@ -33,17 +33,11 @@ def _ext():
 
 
 def _call(a, w, alpha, bias, out_dtype, variant=0):
-    """The kernel itself (not a fallback), into an output the allocator hands out poisoned:
-    a NaN-filled block of the output's size is freed right before the call."""
-    torch.full((a.shape[0], w.data.shape[0]), float("nan"), dtype=out_dtype, device="cuda")
-    return _ext().gemm_wgmma(a, None, w.data, w.scale, w.scale_layout == "swizzled", alpha,
-                             bias, out_dtype, variant)
+    return poisoned_call("wgmma", a, None, w, alpha, bias, out_dtype, variant)
 
 
 def _splits(m, n, k, variant=0):
-    """The split-K count the launcher picks here (one resident CTA per SM)."""
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    return _ext().gemm_wgmma_splits(m, n, k, sms, variant)
+    return splits("wgmma", m, n, k, variant)
 
 
 @pytest.mark.parametrize("m", [1, 17, 32, 33, 64, 65, 100, 128, 129, 256])
