@@ -36,9 +36,9 @@ MID_MAX_M = 64
 # M from DECODE_MAX_M + 1 up, ahead of the mid-size kernel, which stays for builds without
 # sm_90a. Measured on the H100 (sweep_decode_gemm.py --kernel wgmma, 2026-11-27;
 # docs/performance.md): with the launch shapes below it is faster than the mid-size kernel at
-# M = 24-64 on every Gemma-4-31B layer but o at M = 32 (equal within 1-3 %), and 1.3-2.3x faster
-# than the fused Triton kernel at M = 96-128; from M = 160 the prefill route (dequantize +
-# cuBLAS) is as fast, and takes over past this bound.
+# M = 24-64 on every Gemma-4-31B layer except o at M = 32-48 and qkv at M = 32 (1-3 % slower
+# there), and 1.5-2.7x faster than the fused Triton kernel at M = 96-128; from M = 160 the
+# prefill route (dequantize + cuBLAS) is as fast, and takes over past this bound.
 WGMMA_MAX_M = 128
 # Its launch shapes (the `variant` of csrc/gemm_wgmma.cu), measured best on those layers:
 # 7 = three warpgroups of 384 weight rows per CTA, best on gate_up (N = 43008) at M <= 64
