@@ -38,38 +38,69 @@ void launch(const decode_gemm::Params& p, cudaStream_t stream) {
   kernel<<<grid, S::kThreads, kSmem, stream>>>(p);
 }
 
+// Warps per CTA that share a row tile's K range as evenly as possible: a CTA waits at its
+// final reduction for its busiest warp, so K = 5376 (42 chunks of 128) on 8 warps (six get 5
+// chunks, two get 6) idles 12.5 % of its warp time; 7 or 6 warps split 42 evenly. Measure: the
+// fraction of the warps' chunk slots that hold a chunk; the larger wins, ties keep 8 warps.
+inline bool fewer_warps_split_better(int k, int kw8, int kw) {
+  const int chunks = (k + decode_gemm::kChunk - 1) / decode_gemm::kChunk;
+  auto busy = [chunks](int w) {
+    return static_cast<double>(chunks) / (w * ((chunks + w - 1) / w));
+  };
+  return busy(kw) > busy(kw8) + 1e-9;
+}
+
+// Launch S8 (8 warps) or SB (fewer), whichever splits the K chunks more evenly over its warps.
+template <Act A, int MT, class S8, class SB>
+void launch_balanced(const decode_gemm::Params& p, cudaStream_t stream) {
+  if (fewer_warps_split_better(p.k, S8::KW, SB::KW)) launch<A, MT, SB>(p, stream);
+  else launch<A, MT, S8>(p, stream);
+}
+
 // Launch shapes (the `variant` argument, 0 <= variant < kDecodeGemmVariants;
 // benchmarks/sweep_decode_gemm.py times them, tests/backends/cuda/test_decode_gemm.py checks
 // every one). 0 is the default.
 template <Act A, int MT>
 void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stream) {
   using decode_gemm::Shape;
+  // One token tile (M <= 8): one 16-row tile per warp streamed through a 4-stage shared-memory
+  // ring, 4 CTAs per SM, the word decode and the lean ring loop. Two token tiles: each
+  // activation register reused over two row tiles (at M = 16 the activations a CTA reads from
+  // L2 otherwise dominate), 3 stages, 2 CTAs per SM. Both load the next chunk's activations one
+  // chunk ahead.
+  using OneTile8 = Shape<8, 4, 4, 1, true, true, true, true>;
+  using TwoTiles8 = Shape<8, 3, 2, 2, true, true>;
   switch (variant) {
     // Register ring, 2 stages, one 16-row tile per warp (also the path for scale views that are
     // not 4-byte aligned).
     case 1: launch<A, MT, Shape<8, 2, MT == 1 ? 3 : 2>>(p, stream); break;
-    // The default's shapes with the activations loaded in the iteration that uses them.
+    // 8 warps, the activations loaded in the iteration that uses them, no word decode.
     case 2:
       if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true>>(p, stream);
       else launch<A, MT, Shape<8, 3, 2, 2, true>>(p, stream);
       break;
     // Shared-memory ring, 4 warps per CTA, two row tiles per warp.
     case 3: launch<A, MT, Shape<4, 4, MT == 1 ? 5 : 3, 2, true>>(p, stream); break;
-    // The default's shapes with the word decode (decode_gemm.cuh, word_pairs) and the lean ring
-    // loop (Shape::LEAN): same results bit for bit, fewer instructions per chunk (sm_90a, bf16
-    // K loop: 264 -> 226 at one token tile, 517 -> 473 at two; see decode_gemm.cuh).
+    // Always 8 warps per CTA (the default before the balanced warp count): bitwise what 5 gives.
     case 4:
-      if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true, true, true, true>>(p, stream);
-      else launch<A, MT, Shape<8, 3, 2, 2, true, true, true, true>>(p, stream);
+      if constexpr (MT == 1) launch<A, MT, OneTile8>(p, stream);
+      else launch<A, MT, TwoTiles8>(p, stream);
       break;
-    // The default, from the H100 sweep of eight shapes (docs/performance.md): one token tile
-    // (M <= 8) streams one 16-row tile per warp through a 4-stage shared-memory ring, 4 CTAs
-    // per SM; two token tiles reuse each activation register over two row tiles (at M = 16 the
-    // activations a CTA reads from L2 otherwise dominate), 3 stages, 2 CTAs per SM. Both load
-    // the next chunk's activations one chunk ahead.
-    default:
+    // 4 without the word decode and the lean loop (the default of the session before): the same
+    // operands, fewer instructions in 4 (sm_90a, bf16 K loop: 264 -> 226 at one token tile).
+    case 5:
       if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true, true>>(p, stream);
-      else launch<A, MT, Shape<8, 3, 2, 2, true, true>>(p, stream);
+      else launch<A, MT, TwoTiles8>(p, stream);
+      break;
+    // The default: 4's shapes with the warps per CTA chosen by how evenly they split the K
+    // chunks (launch_balanced): 8 or 7 warps at one token tile (7 at 4 CTAs per SM may use 72
+    // registers), 8 or 6 at two. K = 5376 takes 7 and 6. H100 (docs/performance.md): gate_up
+    // M = 1 0.0598 ms against 0.0665 for 4 and 0.0676 for 5 in the same run.
+    default:
+      if constexpr (MT == 1)
+        launch_balanced<A, MT, OneTile8, Shape<7, 4, 4, 1, true, true, true, true>>(p, stream);
+      else
+        launch_balanced<A, MT, TwoTiles8, Shape<6, 3, 2, 2, true, true>>(p, stream);
   }
 }
 

@@ -21,15 +21,19 @@ using wgmma_gemm::Layout;
 using wgmma_gemm::Shape;
 
 // Shape::PREPERMUTED: the activations in the MMA's slot order, into a workspace from the
-// caching allocator on the launch stream (no host sync, capturable).
+// caching allocator on the launch stream (no host sync, capturable). Packed activations
+// (p.a_scale set) come out decoded, as bf16.
 at::Tensor prepermuted(const decode_gemm::Params& p, const at::Tensor& like, cudaStream_t stream) {
   const int kp = wgmma_gemm::padded_k(p.k);
-  auto out = at::empty({int64_t{p.m}, int64_t{kp}}, like.options());
+  auto out = at::empty({int64_t{p.m}, int64_t{kp}},
+                       like.options().dtype(p.a_scale != nullptr ? at::kBFloat16
+                                                                 : like.scalar_type()));
   constexpr int kBlock = 256;
   const int64_t items = int64_t{p.m} * (kp / decode_gemm::kChunk) * 4;
   const auto blocks = static_cast<unsigned>((items + kBlock - 1) / kBlock);
   wgmma_gemm::prepermute_kernel<kBlock><<<blocks, kBlock, 0, stream>>>(
-      static_cast<const uint8_t*>(p.a), static_cast<uint8_t*>(out.data_ptr()), p.m, p.k);
+      static_cast<const uint8_t*>(p.a), p.a_scale, static_cast<uint8_t*>(out.data_ptr()), p.m,
+      p.k);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -176,11 +180,16 @@ at::Tensor gemm_wgmma(const at::Tensor& a, const std::optional<at::Tensor>& a_sc
                       const at::Tensor& b, const at::Tensor& b_scale, bool b_scale_swizzled,
                       const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                       at::ScalarType out_dtype, int64_t variant) {
-  TORCH_CHECK(a.scalar_type() != at::kByte && !a_scale.has_value(),
-              "wgmma GEMM: a must be float16 or bfloat16 (W4A16; packed activations are not "
-              "supported yet), got ", describe(a));
+  const int v = variant >= 0 && variant < kWgmmaGemmVariants ? static_cast<int>(variant) : 0;
+  const bool a_nvfp4 = a.scalar_type() == at::kByte;
+  // Packed activations: only the shapes whose pre-permuting pass decodes them (8-10).
+  TORCH_CHECK(!a_nvfp4 || (v >= 8 && v <= 10),
+              "wgmma GEMM: packed activations (W4A4) need a pre-permuting launch shape "
+              "(variant 8, 9 or 10), got variant ", variant, " with a ", describe(a));
+  TORCH_CHECK(a_nvfp4 || !a_scale.has_value(),
+              "wgmma GEMM: a_scale is for packed activations, but a is ", describe(a));
   decode_gemm::Params p =
-      decode_params("wgmma GEMM", wgmma_gemm::kMaxTokens, a, std::nullopt, b, b_scale,
+      decode_params("wgmma GEMM", wgmma_gemm::kMaxTokens, a, a_scale, b, b_scale,
                     b_scale_swizzled, alpha, bias, out_dtype);
   // The ring copies scales as aligned 4-byte words.
   TORCH_CHECK(aligned_to(b_scale, 4), "wgmma GEMM: b_scale must be 4-byte aligned, got a view at ",
@@ -190,7 +199,7 @@ at::Tensor gemm_wgmma(const at::Tensor& a, const std::optional<at::Tensor>& a_sc
   if (p.n == 0) return out;
   p.out = out.data_ptr();
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int v = variant >= 0 && variant < kWgmmaGemmVariants ? static_cast<int>(variant) : 0;
+  // Packed activations reach the GEMM as the bf16 its pre-permuting pass decoded.
   if (a.scalar_type() == at::kHalf) launch_for_m<Act::kHalf>(p, v, a, stream);
   else launch_for_m<Act::kBFloat16>(p, v, a, stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -46,7 +46,7 @@ at::Tensor gemm_decode(const at::Tensor& a, const std::optional<at::Tensor>& a_s
                        const at::Tensor& alpha, const std::optional<at::Tensor>& bias,
                        at::ScalarType out_dtype, int64_t variant = 0);
 // How many launch shapes `variant` selects from (0 = the default).
-constexpr int kDecodeGemmVariants = 5;
+constexpr int kDecodeGemmVariants = 6;
 // gemm_mid.cu (same build group and operands as gemm_decode): the mid-size GEMM, 1 <= M <= 64
 // (the cuda backend uses it for 16 < M <= 64), split-K with an ordered reduction; b_scale (and
 // a_scale) 4-byte aligned. Needs up to ~210 KB of shared memory per block (SM90).

@@ -5,7 +5,9 @@ run them with the package importable, e.g. ``PYTHONPATH=.`` from the repository 
 ``nvfp4-kernels bench`` command. Nothing here is imported by ``import nvfp4_kernels``.
 
 Two timers. ``time_ms``/``graph_ms`` (the benchmark scripts): median of
-``triton.testing.do_bench``, eager or over one CUDA-graph replay. ``event_ms`` (the CLI, which must
+``triton.testing.do_bench``, eager or over CUDA-graph replays of at least ``--calls-per-replay``
+calls (20 by default, as a serving step's graph runs its kernels back to back; a replay of a single
+call would add the graph's own launch latency to it). ``event_ms`` (the CLI, which must
 run without Triton): median of CUDA-event timings after one warm-up, or wall clock on a CPU. When a call's inputs fit in L2 (50 MB on
 the H100), several copies are made and each timed call uses the next one, so a weight-bound
 kernel is not flattered by reading its weights from L2 instead of HBM.
@@ -53,6 +55,9 @@ def common_args(description: str) -> argparse.ArgumentParser:
                         "exercise the code paths (times are meaningless)")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
     p.add_argument("--rep", type=int, default=100, help="do_bench repetitions, ms")
+    p.add_argument("--calls-per-replay", type=int, default=20,
+                   help="calls captured in one CUDA graph (graph_ms); the per-call time is the "
+                        "replay time over this count. 1 adds the graph launch to every call.")
     return p
 
 
@@ -82,10 +87,11 @@ def tensor_bytes(obj) -> int:
 
 
 def rotated(make_inputs, max_copies: int = 8):
-    """Input sets to cycle through: enough copies that they do not all fit in L2."""
+    """Input sets to cycle through: enough copies that they do not all fit in L2 (at least two,
+    so that back-to-back calls never reuse what the previous one left in L2)."""
     first = make_inputs()
     size = tensor_bytes(first)
-    copies = 1 if size == 0 or size >= L2_BYTES else min(max_copies, -(-2 * L2_BYTES // size))
+    copies = 1 if size == 0 else max(2, min(max_copies, -(-2 * L2_BYTES // size)))
     return [first] + [make_inputs() for _ in range(copies - 1)]
 
 
@@ -125,18 +131,23 @@ def graph_ms(fn, inputs, args) -> float:
     """Median ms per call of fn over the rotated inputs, replayed from one CUDA graph.
 
     This is how serving stacks run decode (vLLM, torch.compile "reduce-overhead"): launch cost
-    is gone, so the number is the kernels' own time. One graph calls fn once per input set;
-    do_bench also flushes L2 before each replay.
+    is gone, so the number is the kernels' own time. One graph cycles through the input sets
+    until it holds at least ``args.calls_per_replay`` calls (launching the graph costs a few
+    microseconds that a step of hundreds of kernels pays once, not per kernel); do_bench also
+    flushes L2 before each replay.
     """
     import triton.testing
 
+    rounds = max(1, -(-max(1, getattr(args, "calls_per_replay", 1)) // len(inputs)))
+
     def every_input():
-        for inp in inputs:
-            fn(*inp)
+        for _ in range(rounds):
+            for inp in inputs:
+                fn(*inp)
     graph, _ = capture(every_input, warmup=1)
     ms = triton.testing.do_bench(graph.replay, warmup=args.warmup, rep=args.rep,
                                  return_mode="median")
-    return float(ms) / len(inputs)
+    return float(ms) / (rounds * len(inputs))
 
 
 def measure(fn, inputs, args, graph: bool) -> float:

@@ -46,6 +46,8 @@ WGMMA_MAX_M = 128
 # warpgroup, activations pre-permuted by a separate pass, three MMAs in flight, best elsewhere
 # (gate_up M = 128: 0.228 ms against 0.291 for the first shape wired in, cuBLAS bf16 0.182).
 _WGMMA_WIDE, _WGMMA_DEFAULT = 7, 10
+# The shapes whose pre-permuting pass also decodes packed (W4A4) activations.
+_WGMMA_PREPERMUTED = frozenset({8, 9, 10})
 _WGMMA_WIDE_N, _WGMMA_WIDE_MAX_M = 32768, 64
 
 
@@ -177,14 +179,19 @@ def gemm(a, b, a_scale, b_scale, alpha, out_dtype, bias):
             a, b, a_scale, b_scale, alpha, out_dtype, bias)
     per_column = alpha.reshape(-1).contiguous()
     if kernel == "wgmma":
-        # The wgmma kernel reads 16-bit activations: decode them first (M x K values, ~1 % of
-        # the weight bytes at M = 128). lut[q] * s needs at most 6 significant bits and lies in
-        # [2^-10, 2688], so with a global scale of 1 the bf16 copy is exact and the product
-        # is the W4A4 one.
+        # The wgmma kernel multiplies 16-bit activations. lut[q] * s needs at most 6 significant
+        # bits and lies in [2^-10, 2688], so a bf16 copy with a global scale of 1 is exact and
+        # the product is the W4A4 one. The pre-permuting shape decodes them in its permute pass
+        # (no extra launch); the wide shape takes a dequantize launch first (M x K values, ~1 %
+        # of the weight bytes at M = 128).
+        variant = _wgmma_variant(a.shape[0], b.shape[0])
+        if variant in _WGMMA_PREPERMUTED:
+            return _c().gemm_wgmma(a, a_scale, b, b_scale, True, per_column, bias, out_dtype,
+                                   variant)
         one = torch.ones((), dtype=torch.float32, device=a.device)
         a16 = _c().dequantize(a, a_scale, one, True, torch.bfloat16)
         return _c().gemm_wgmma(a16, None, b, b_scale, True, per_column, bias, out_dtype,
-                               _wgmma_variant(a.shape[0], b.shape[0]))
+                               variant)
     return getattr(_c(), f"gemm_{kernel}")(a, a_scale, b, b_scale, True, per_column, bias,
                                            out_dtype)
 

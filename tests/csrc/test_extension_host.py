@@ -185,7 +185,8 @@ def test_mid_gemm_entry_point():
 
 def test_wgmma_gemm_entry_point():
     """The Hopper wgmma GEMM (csrc/gemm_wgmma.cu, sm_90a builds only): gemm_mid's checks with
-    M up to 256, 16-bit activations only; a build without sm_90a has a stub that says so."""
+    M up to 256, packed activations only on the pre-permuting launch shapes (8-10); a build
+    without sm_90a has a stub that says so."""
     a = torch.zeros(40, 64, dtype=torch.bfloat16)
     b = torch.zeros(64, 32, dtype=torch.uint8)
     b_scale = torch.zeros(128, 4).to(E4M3)
@@ -193,8 +194,10 @@ def test_wgmma_gemm_entry_point():
     if C.HAS_WGMMA_GEMM:
         with pytest.raises(RuntimeError, match=r"wgmma GEMM: M must be in \[1, 256\], got 257"):
             C.gemm_wgmma(torch.zeros(257, 64, dtype=torch.bfloat16), *args[1:])
-        with pytest.raises(RuntimeError, match="wgmma GEMM: a must be float16 or bfloat16"):
+        with pytest.raises(RuntimeError, match="need a pre-permuting launch shape"):
             C.gemm_wgmma(torch.zeros(40, 32, dtype=torch.uint8), b_scale, *args[2:])
+        with pytest.raises(RuntimeError, match="a_scale is for packed activations"):
+            C.gemm_wgmma(a, b_scale, *args[2:], 10)
         with pytest.raises(RuntimeError, match="a: must be a CUDA tensor"):
             C.gemm_wgmma(*args)
         assert C.gemm_wgmma_splits(128, 5376, 21504, 132) > 1

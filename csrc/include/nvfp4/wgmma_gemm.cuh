@@ -143,14 +143,16 @@
 // latency-bound (ncu: 13-23 % issue slots, 24-35 % tensor pipe); 10 is the fastest shape at
 // M = 65-128 and on most layers below, 7 on gate_up (N = 43008) at M <= 64 (gate_up M = 64:
 // 7 0.120 ms, 10 0.139, 2 0.159, 0 0.203).
-// W4A4 (packed activations) is not supported by the kernel (the launcher rejects it): the cuda
-// backend decodes the activations to bf16 first, which is exact.
+// W4A4 (packed activations): the pre-permuting shapes (8-10) decode them to bf16 in their
+// permute pass (exact; prepermute_kernel); the others do not take them (the launcher rejects
+// them) and the cuda backend decodes the activations to bf16 first.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
 #include "nvfp4/decode_gemm.cuh"
+#include "nvfp4/dequantize.cuh"
 #include "nvfp4/mid_gemm.cuh"
 #include "nvfp4/wgmma_ops.cuh"
 
@@ -278,13 +280,35 @@ __device__ __forceinline__ uint4 slot_pairs(const uint4 (&v)[4], int P) {
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// Eight packed activations (one word of token row n from value k0 on, swizzled block scales
+// a_scale) as eight bf16 values in order: lut[q] * s exactly (at most 6 significant bits, in
+// [2^-10, 2688]), so with the weights' alpha the GEMM computes the W4A4 product.
+__device__ __forceinline__ uint4 decoded_unit(const uint8_t* a, const uint8_t* a_scale, int n,
+                                              int k, int k0) {
+  const uint32_t q = *reinterpret_cast<const uint32_t*>(a + static_cast<int64_t>(n) * (k / 2) +
+                                                        k0 / 2);
+  const uint8_t s = a_scale[swizzled_offset(n, k0 / kBlock, ceil_to(k / kBlock, 4))];
+  float v[8];
+  dequant::decode_word(q, dequant::scale_half2(s), v);  // lut * s * 2^-14
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __nv_bfloat162 b = __floats2bfloat162_rn(v[2 * i] * 16384.0f, v[2 * i + 1] * 16384.0f);
+    w[i] = *reinterpret_cast<const uint32_t*>(&b);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // The pre-permuting pass: one thread per (token n, chunk, word J) item, as permute_staged's
 // items but from global memory to global memory: reads units 4t + J (t = 0..3; zeros past K,
 // a multiple of 32, so a unit is all in or all out) and writes units 2S + c, S = 2J + h, of
 // the chunk (pairs P = 2h + c of the four). Neighbouring J read and write neighbouring 16-byte
 // units. Grid: ceil(m * padded_k(k) / 32 / kBlockThreads) blocks of kBlockThreads threads.
+// With a_scale (W4A4), `a` holds packed E2M1 activations [m, k/2] that the pass decodes to bf16
+// on the way (decoded_unit), so W4A4 costs the GEMM no launch more than W4A16.
 template <int kBlockThreads>
 __global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t* __restrict__ a,
+                                                                   const uint8_t* __restrict__ a_scale,
                                                                    uint8_t* __restrict__ out,
                                                                    int m, int k) {
   const int chunks = padded_k(k) / kChunk;
@@ -298,8 +322,10 @@ __global__ void __launch_bounds__(kBlockThreads) prepermute_kernel(const uint8_t
 #pragma unroll
   for (int t = 0; t < 4; ++t) {
     const int u = 4 * t + J;
-    v[t] = chunk * kChunk + 8 * u < k ? *reinterpret_cast<const uint4*>(in + 16 * u)
-                                      : make_uint4(0, 0, 0, 0);
+    const int k0 = chunk * kChunk + 8 * u;
+    if (k0 >= k) v[t] = make_uint4(0, 0, 0, 0);
+    else if (a_scale != nullptr) v[t] = decoded_unit(a, a_scale, n, k, k0);
+    else v[t] = *reinterpret_cast<const uint4*>(in + 16 * u);
   }
   uint8_t* o = out + row_chunk * (kChunk * 2);
 #pragma unroll

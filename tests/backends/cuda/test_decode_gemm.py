@@ -41,8 +41,9 @@ def _direct(a, a_scale, w, alpha, bias, out_dtype, variant=0):
                                               out_dtype, variant)
 
 
-# csrc/gemm_decode.cu: the default's launch shapes with the word decode (word_pairs).
-WORD_DECODE_VARIANT = 4
+# csrc/gemm_decode.cu: 8 warps per CTA with the word decode (word_pairs), and the same shapes
+# without it.
+WORD_DECODE_VARIANT, PAIR_DECODE_VARIANT = 4, 5
 
 
 @pytest.mark.parametrize("m", [1, 3, 8, 9, 15, 16])
@@ -111,7 +112,7 @@ def test_every_code_and_extreme_scales_exact(a_dtype, variant):
 @pytest.mark.parametrize("m", [1, 6, 16])
 @pytest.mark.parametrize("act", ["bf16", "fp16", "nvfp4"])
 def test_word_decode_is_bitwise_the_default(m, act):
-    """The word decode produces the default's MMA operands bit for bit and sums in the same
+    """The word decode produces the pair decode's MMA operands bit for bit and sums in the same
     order, so the whole output is bitwise equal (odd N and K: partial tiles, a short last chunk)."""
     gen = torch.Generator().manual_seed(m * 3 + len(act))
     n, k = 333, 1184
@@ -124,7 +125,7 @@ def test_word_decode_is_bitwise_the_default(m, act):
         a = x.to(torch.bfloat16 if act == "bf16" else torch.float16).cuda()
         args = (a, None, w, _alpha(w))
     for out_dtype in (torch.bfloat16, torch.float16):
-        base = _direct(*args, None, out_dtype, 0)
+        base = _direct(*args, None, out_dtype, PAIR_DECODE_VARIANT)
         word = _direct(*args, None, out_dtype, WORD_DECODE_VARIANT)
         assert torch.equal(word, base)
 
@@ -137,10 +138,13 @@ _VARIANTS = range(getattr(_extension.extension(), "DECODE_GEMM_VARIANTS", 1) if 
 @pytest.mark.parametrize("layout", ["swizzled", "linear"])
 def test_every_launch_shape_within_bar(variant, layout):
     """Each launch shape of the sweep (csrc/gemm_decode.cu), not only the default: odd N and K
-    (partial row tiles, a last K chunk shorter than 128), both token tiles, W4A16 and W4A4."""
+    (partial row tiles, a last K chunk shorter than 128), both token tiles, W4A16 and W4A4.
+    K = 2048 (16 chunks) keeps 8 warps per CTA where the default chooses the warp count; 416,
+    1056 and 5376 (4, 9 and 42 chunks) take 7 (one token tile) or 6 (two)."""
     gen = torch.Generator().manual_seed(variant * 7 + len(layout))
     ext = _extension.extension()
-    for m, n, k in ((1, 50, 96), (5, 130, 416), (16, 300, 1056)):
+    for m, n, k in ((1, 50, 96), (5, 130, 416), (16, 300, 1056), (1, 70, 2048), (12, 40, 5376),
+                    (3, 33, 5376)):
         w = _weight(n, k, layout, gen)
         a_dtype = torch.float16 if m == 5 else torch.bfloat16  # the decodes differ by dtype
         a = (torch.randn(m, k, generator=gen) * 3).to(a_dtype).cuda()

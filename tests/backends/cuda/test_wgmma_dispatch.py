@@ -1,8 +1,8 @@
 """The cuda backend's automatic use of the Hopper wgmma GEMM (backends/cuda.py: DECODE_MAX_M <
 M <= WGMMA_MAX_M on SM90 builds with sm_90a, launch shape by M and N): which token counts reach
-it, W4A16 and W4A4 (activations decoded to
-bf16 first) within the accuracy bar on odd shapes and both output dtypes, bitwise equal to the
-kernel called directly, and the W4A4 path (dequantize + GEMM) captured in a CUDA graph. The
+it, W4A16 and W4A4 (activations decoded to bf16 by the pre-permuting pass, or by a dequantize
+launch first for the wide shape) within the accuracy bar on odd shapes and both output dtypes,
+bitwise equal to the kernel called directly, and the W4A4 path captured in a CUDA graph. The
 kernel itself is tested in test_wgmma_gemm.py."""
 
 from __future__ import annotations

@@ -158,13 +158,35 @@ def test_split_by_waves_variant_splits_gate_up():
     assert _ext().gemm_wgmma_splits(256, n, k, 132, 11) == 1
 
 
-def test_packed_activations_are_rejected():
+def test_packed_activations_need_a_prepermuting_shape():
     gen = torch.Generator().manual_seed(3)
     w = _weight(128, 256, "swizzled", gen)
     qa = nk.quantize(torch.randn(40, 256, generator=gen).cuda())
-    with pytest.raises(RuntimeError, match="wgmma GEMM: a must be float16 or bfloat16"):
+    with pytest.raises(RuntimeError, match="need a pre-permuting launch shape"):
         _ext().gemm_wgmma(qa.data, qa.scale, w.data, w.scale, True, _alpha(w), None,
                           torch.bfloat16, 0)
+
+
+@pytest.mark.parametrize("variant", [8, 9, 10])
+@pytest.mark.parametrize("m", [1, 17, 40, 100, 129, 200])
+@pytest.mark.parametrize("n,k", [(200, 160), (300, 1056)])
+def test_w4a4_decoded_in_the_permute_pass(variant, m, n, k):
+    """Packed activations decoded by the pre-permuting pass: within the bar against float64,
+    and bitwise what the same shape gives for the activations dequantized to bf16 first (the
+    decode is exact, so the GEMM sees the same operands)."""
+    gen = torch.Generator().manual_seed(variant * 131 + m * 7 + k)
+    w = _weight(n, k, "swizzled", gen)
+    qa = nk.quantize((torch.randn(m, k, generator=gen) * 3).cuda())
+    alpha = (1.0 / (qa.global_scale * w.global_scale)).reshape(1).float()
+    one = torch.ones((), dtype=torch.float32, device="cuda")
+    a16 = _ext().dequantize(qa.data, qa.scale, one, True, torch.bfloat16)
+    want = _f64(qa) @ _f64(w).T
+    for out_dtype in (torch.bfloat16, torch.float16):
+        y = poisoned_call("wgmma", qa.data, qa.scale, w, alpha, None, out_dtype, variant)
+        assert y.shape == (m, n) and torch.isfinite(y).all()
+        assert rel_error(y, want) < BAR
+        assert torch.equal(y, poisoned_call("wgmma", a16, None, w, alpha, None, out_dtype,
+                                            variant))
 
 
 @pytest.mark.parametrize("variant", _VARIANTS)
