@@ -48,6 +48,15 @@
 // dropped (same tools): unrolling the ring loop by its stages or by 2, or a predicate-free copy
 // of it for the in-range chunks, all spill at the 64 registers that 4 CTAs per SM allow; 3 CTAs
 // per SM (80 registers) gave no shorter loop.
+//
+// What stalls the warps at full clock (Nsight Compute per-instruction samples, H100, M = 1,
+// gate_up, 7 warps, 1.81 GHz): the activations loaded one chunk ahead (ACT_AHEAD) 16 % of all
+// samples (ptxas copies the ahead registers at the end of the iteration that loads them, and
+// about a third of them miss L1), the wait for the ring's oldest chunk 9 %, the final barrier
+// 7 %. Tried and dropped (H100, same day): staging M = 1's activations in the ring slot with
+// the weights (cp.async, 256 bytes per chunk, read back with 4 LDS.128 per lane): correct
+// (memcheck and racecheck clean) but gate_up took 0.087 ms instead of 0.055, the shared-memory
+// pipe (MIO throttle, short scoreboard on the LDS) becoming the top stall.
 #pragma once
 
 #include <cstdint>

@@ -144,7 +144,7 @@ def test_every_launch_shape_within_bar(variant, layout):
     gen = torch.Generator().manual_seed(variant * 7 + len(layout))
     ext = _extension.extension()
     for m, n, k in ((1, 50, 96), (5, 130, 416), (16, 300, 1056), (1, 70, 2048), (12, 40, 5376),
-                    (3, 33, 5376)):
+                    (3, 33, 5376), (1, 45, 5376)):
         w = _weight(n, k, layout, gen)
         a_dtype = torch.float16 if m == 5 else torch.bfloat16  # the decodes differ by dtype
         a = (torch.randn(m, k, generator=gen) * 3).to(a_dtype).cuda()
