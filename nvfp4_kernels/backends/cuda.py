@@ -6,7 +6,8 @@ without FP4 tensor cores, W4A16 and W4A4: the decode-size GEMM
 (csrc/include/nvfp4/decode_gemm.cuh, 1 <= M <= 16 tokens, SM80-SM90), the mid-size GEMM
 (csrc/include/nvfp4/mid_gemm.cuh, 16 < M <= 64, SM90: it needs up to ~210 KB of shared memory)
 and the Hopper warpgroup-MMA GEMM (csrc/include/nvfp4/wgmma_gemm.cuh, 16 < M <= 128, sm_90a
-builds, ahead of the mid-size kernel; W4A16 kernel, W4A4 dequantizes its activations first).
+builds, ahead of the mid-size kernel; W4A4 decodes its activations to bf16 in the kernel's
+activation pre-permute pass, or in a dequantize launch first for the wide launch shape).
 GEMM shapes these kernels do not take (more tokens, K not a multiple of 32, unaligned
 pointers, a build without an SM80-SM90 target) go to the next backend of the automatic order
 (``registry.next_backend``: triton, else reference), so choosing ``cuda`` never narrows what a

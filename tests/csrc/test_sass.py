@@ -181,23 +181,28 @@ def test_sm90_decode_gemm_is_mma_and_spill_free_and_word_decode_unloads_alu():
     from sass_pipes import loop_with, pipe_counts
 
     kernels = _functions("sm_90a", "decode_gemm_kernel")
-    assert C.DECODE_GEMM_VARIANTS == 5
-    # Five launch shapes per token-tile count (each variant picks its own for one and two tiles).
-    assert len(kernels) == 3 * 2 * 5, sorted(kernels)
+    assert C.DECODE_GEMM_VARIANTS == 6
+    # Per activation kind 11 launch shapes: 6 for one token tile, 5 for two (variants share
+    # some; the default picks between an 8-warp shape and a 7- or 6-warp one).
+    assert len(kernels) == 3 * 11, sorted(kernels)
     # Shape<KW, STAGES, MIN_BLOCKS, WT, ASYNC, ACT_AHEAD, WORD_DECODE, LEAN>
     shape = re.compile(r"ShapeILi\d+ELi\d+ELi\d+ELi\d+ELb[01]ELb[01]ELb([01])ELb([01])E")
     word = {n: s for n, s in kernels.items() if shape.search(n).group(1) == "1"}
-    assert len(word) == 3 * 2, sorted(kernels)
+    assert len(word) == 3 * 2, sorted(kernels)  # one token tile: 8 and 7 warps
     for name, sass in kernels.items():
         assert re.search(r"\bHMMA\.16816\.F32\b", sass), f"{name}: no m16n8k16 MMA"
         assert not re.search(r"\b(LDL|STL)\b", sass), f"{name}: local memory (spills)"
+    compared = 0
     for name, sass in word.items():
         m = shape.search(name)
         twin = name[:m.start(1)] + "0ELb0" + name[m.end(2):]  # same shape, neither option
-        assert twin in kernels, f"{name}: no twin without the word decode"
+        if twin not in kernels:  # the 7-warp shape is built with the word decode only
+            continue
         new = pipe_counts(sass, loop_with(sass, "HMMA"))
         old = pipe_counts(kernels[twin], loop_with(kernels[twin], "HMMA"))
         assert new["alu"] < old["alu"] and new["total"] < old["total"], (name, new, old)
+        compared += 1
+    assert compared == 3, sorted(word)
 
 
 def test_sm90_mid_gemm_is_mma_cp_async_and_spill_free():
