@@ -56,7 +56,12 @@
 // 7 %. Tried and dropped (H100, same day): staging M = 1's activations in the ring slot with
 // the weights (cp.async, 256 bytes per chunk, read back with 4 LDS.128 per lane): correct
 // (memcheck and racecheck clean) but gate_up took 0.087 ms instead of 0.055, the shared-memory
-// pipe (MIO throttle, short scoreboard on the LDS) becoming the top stall.
+// pipe (MIO throttle, short scoreboard on the LDS) becoming the top stall. Also dropped: the
+// activations prefetched into L1 two chunks ahead (prefetch.global.L1) and loaded in their own
+// iteration instead of loaded one chunk ahead into registers: no spills and 3 fewer loop
+// instructions, but gate_up M = 1 0.0562 vs 0.0553 ms, down 0.0305 vs 0.0289, o 0.0146 vs
+// 0.0139, gate_up M = 16 0.0884 vs 0.0746 (same call, two runs each). Two activation register
+// sets used by alternate chunks (the loop body twice, no copy) spill at 62-72 registers.
 #pragma once
 
 #include <cstdint>
