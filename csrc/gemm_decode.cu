@@ -41,13 +41,12 @@ void launch(const decode_gemm::Params& p, cudaStream_t stream) {
 // Warps per CTA that share a row tile's K range as evenly as possible: a CTA waits at its
 // final reduction for its busiest warp, so K = 5376 (42 chunks of 128) on 8 warps (six get 5
 // chunks, two get 6) idles 12.5 % of its warp time; 7 or 6 warps split 42 evenly. Measure: the
-// fraction of the warps' chunk slots that hold a chunk; the larger wins, ties keep 8 warps.
+// warps' chunk slots (warps x the busiest warp's chunks), of which `chunks` hold a chunk; the
+// fewer win, ties keep 8 warps.
 inline bool fewer_warps_split_better(int k, int kw8, int kw) {
   const int chunks = (k + decode_gemm::kChunk - 1) / decode_gemm::kChunk;
-  auto busy = [chunks](int w) {
-    return static_cast<double>(chunks) / (w * ((chunks + w - 1) / w));
-  };
-  return busy(kw) > busy(kw8) + 1e-9;
+  auto slots = [chunks](int w) { return w * ((chunks + w - 1) / w); };
+  return slots(kw) < slots(kw8);
 }
 
 // Launch S8 (8 warps) or SB (fewer), whichever splits the K chunks more evenly over its warps.
@@ -86,7 +85,7 @@ void launch_variant(const decode_gemm::Params& p, int variant, cudaStream_t stre
       if constexpr (MT == 1) launch<A, MT, OneTile8>(p, stream);
       else launch<A, MT, TwoTiles8>(p, stream);
       break;
-    // 4 without the word decode and the lean loop (the default of the session before): the same
+    // 4 without the word decode and the lean loop (the default until 2026-11-27): the same
     // operands, fewer instructions in 4 (sm_90a, bf16 K loop: 264 -> 226 at one token tile).
     case 5:
       if constexpr (MT == 1) launch<A, MT, Shape<8, 4, 4, 1, true, true>>(p, stream);

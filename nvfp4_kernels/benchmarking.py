@@ -138,7 +138,8 @@ def graph_ms(fn, inputs, args) -> float:
     """
     import triton.testing
 
-    rounds = max(1, -(-max(1, getattr(args, "calls_per_replay", 1)) // len(inputs)))
+    calls = max(1, getattr(args, "calls_per_replay", 1))
+    rounds = -(-calls // len(inputs))  # whole passes over the inputs, at least `calls` calls
 
     def every_input():
         for _ in range(rounds):

@@ -290,13 +290,11 @@ __device__ __forceinline__ uint4 decoded_unit(const uint8_t* a, const uint8_t* a
   const uint8_t s = a_scale[swizzled_offset(n, k0 / kBlock, ceil_to(k / kBlock, 4))];
   float v[8];
   dequant::decode_word(q, dequant::scale_half2(s), v);  // lut * s * 2^-14
-  uint32_t w[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __nv_bfloat162 b = __floats2bfloat162_rn(v[2 * i] * 16384.0f, v[2 * i + 1] * 16384.0f);
-    w[i] = *reinterpret_cast<const uint32_t*>(&b);
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
+  for (int i = 0; i < 8; ++i) v[i] *= 16384.0f;
+  uint4 out;
+  dequant::store8(reinterpret_cast<__nv_bfloat16*>(&out), v);
+  return out;
 }
 
 // The pre-permuting pass: one thread per (token n, chunk, word J) item, as permute_staged's
